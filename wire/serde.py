@@ -1,0 +1,185 @@
+"""Avro single-object encoding of the wire records, with fastavro.
+
+Layout (Avro spec, "Single object encoding"): C3 01, the 8-byte little-endian CRC-64-AVRO
+fingerprint of the writer schema's Parsing Canonical Form, then the schemaless binary body.
+Schemas are loaded and parsed once at import; encode and decode only run fastavro.
+
+    from wire import serde
+    data = serde.encode("OrderEvent", event)          # or serde.codec("order-events").encode(event)
+    event = serde.decode("order-events", data, topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from io import BytesIO
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from wire import decimals  # noqa: F401  (registers the decimal-string logical type)
+from wire.errors import DecodeError, EncodeError
+from wire.explain import find_problem
+from wire.schemas import SchemaSet, WireSchema, load
+from wire.topics import TOPICS
+
+MARKER = b"\xc3\x01"
+HEADER_SIZE = len(MARKER) + 8
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+class Codec:
+    """Encoder/decoder of one record schema."""
+
+    __slots__ = ("schema", "name", "header", "_parsed", "_read_schema", "_definitions", "_known")
+
+    def __init__(self, schema: WireSchema, schemas: SchemaSet, known: Mapping[bytes, str]) -> None:
+        self.schema = schema
+        self.name = schema.name
+        self.header = MARKER + schema.fingerprint
+        self._parsed = schema.parsed
+        self._read_schema = _refuse_negative_enum_indices(schema.parsed)
+        self._definitions = schemas.definitions
+        self._known = known  # fingerprint -> schema name of every codec, to name a wrong writer schema
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.schema.fingerprint
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        out = BytesIO()
+        out.write(self.header)
+        try:
+            # strict_allow_default: a misspelt or unknown key fails instead of being dropped silently.
+            schemaless_writer(out, self._parsed, record, strict_allow_default=True)
+        except Exception as exc:
+            raise self._encode_error(record, exc) from exc
+        return out.getvalue()
+
+    def decode(self, data: bytes, *, topic: str, partition: int, offset: int) -> dict[str, Any]:
+        """Decode one record; any defect raises DecodeError naming topic, partition and offset."""
+        try:
+            header_ok = data[:HEADER_SIZE] == self.header
+        except TypeError:  # None (a tombstone) or another non-sliceable value
+            header_ok = False
+        if header_ok:
+            body = BytesIO(data)
+            body.seek(HEADER_SIZE)
+            try:
+                record = schemaless_reader(body, self._read_schema, None)
+            except Exception as exc:
+                reason = _describe_read_failure(exc)
+            else:
+                left = len(data) - body.tell()
+                if left == 0:
+                    return record
+                reason = f"{left} byte(s) of trailing garbage after the record"
+        else:
+            reason = self._header_problem(data)
+        raise DecodeError(schema_name=self.name, topic=topic, partition=partition, offset=offset, reason=reason)
+
+    def _header_problem(self, data: object) -> str:
+        if not isinstance(data, _BYTES_LIKE):
+            return f"expected bytes, got {type(data).__name__}"
+        if len(data) == 0:
+            return "empty value"
+        if bytes(data[: len(MARKER)]) != MARKER[: len(data)]:
+            return f"bad marker {bytes(data[:2]).hex()} (expected c301: Avro single-object encoding)"
+        if len(data) < HEADER_SIZE:
+            return f"truncated header: {len(data)} byte(s), the single-object header alone is {HEADER_SIZE}"
+        fingerprint = bytes(data[len(MARKER) : HEADER_SIZE])
+        writer = self._known.get(fingerprint)
+        if writer is not None:
+            return f"written with schema {writer}, not {self.name}"
+        return f"unknown writer schema fingerprint {fingerprint.hex()}"
+
+    def _encode_error(self, record: object, exc: Exception) -> EncodeError:
+        problem = find_problem(self._definitions, self.schema.fullname, record)
+        if problem is None:  # our checker saw nothing: pass fastavro's words on
+            return EncodeError(schema_name=self.name, reason=f"{type(exc).__name__}: {exc}")
+        field, reason = problem
+        return EncodeError(schema_name=self.name, field=field or None, reason=reason)
+
+
+class _Symbols:
+    """Enum symbols that refuse a negative index.
+
+    fastavro looks a symbol up with symbols[index], so on a plain list a negative index on the
+    wire wraps around to a real symbol (-1 -> the last one) instead of failing. This is not a
+    list, so fastavro's Cython list fast path does not apply and __getitem__ runs.
+    """
+
+    __slots__ = ("_symbols",)
+
+    def __init__(self, symbols: list[str]) -> None:
+        self._symbols = tuple(symbols)
+
+    def __getitem__(self, index: int) -> str:
+        if index < 0:
+            raise IndexError(f"negative enum index {index}")
+        return self._symbols[index]
+
+    def __len__(self) -> int:
+        return len(self._symbols)
+
+    def __iter__(self):
+        return iter(self._symbols)
+
+
+def _refuse_negative_enum_indices(node: Any) -> Any:
+    """A copy of a parsed schema for reading only (fastavro's writer needs real lists)."""
+    if isinstance(node, list):
+        return [_refuse_negative_enum_indices(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    guarded = {key: _refuse_negative_enum_indices(value) for key, value in node.items()}
+    if guarded.get("type") == "enum":
+        guarded["symbols"] = _Symbols(node["symbols"])
+    return guarded  # __named_schemas is a dict of schemas, so it is guarded by the same walk
+
+
+def _describe_read_failure(exc: Exception) -> str:
+    if isinstance(exc, EOFError):
+        return "truncated body: the data ends before the record does"
+    if isinstance(exc, UnicodeDecodeError):
+        return "a string field is not valid UTF-8"
+    if isinstance(exc, IndexError):
+        return "an enum symbol or union branch index is out of range"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _build() -> tuple[dict[str, Codec], dict[bytes, str]]:
+    schemas = load()
+    known: dict[bytes, str] = {}
+    codecs: dict[str, Codec] = {}
+    for topic in TOPICS:
+        codec = Codec(schemas.compile(topic.value_schema), schemas, known)
+        known[codec.fingerprint] = codec.name
+        codecs[codec.name] = codecs[topic.kind] = codec
+    return codecs, known
+
+
+_CODECS, _KNOWN = _build()
+
+
+def codec(name: str) -> Codec:
+    """The codec of a schema ("OrderEvent") or topic kind ("order-events")."""
+    try:
+        return _CODECS[name]
+    except KeyError:
+        raise KeyError(f"no wire schema or topic kind {name!r}; known: {', '.join(sorted(_CODECS))}") from None
+
+
+def encode(name: str, record: Mapping[str, Any]) -> bytes:
+    return codec(name).encode(record)
+
+
+def decode(name: str, data: bytes, *, topic: str, partition: int, offset: int) -> dict[str, Any]:
+    return codec(name).decode(data, topic=topic, partition=partition, offset=offset)
+
+
+def writer_schema(data: bytes) -> str | None:
+    """Name of the schema a value was written with, from its fingerprint; None if not ours."""
+    if isinstance(data, _BYTES_LIKE) and len(data) >= HEADER_SIZE and bytes(data[: len(MARKER)]) == MARKER:
+        return _KNOWN.get(bytes(data[len(MARKER) : HEADER_SIZE]))
+    return None

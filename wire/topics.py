@@ -1,0 +1,54 @@
+"""The topics the service reads or writes: default name, value schema, and which field is the key.
+
+Names are defaults; the processor and gateway make them configurable. Keys are the UTF-8
+bytes of the key field (dead letters reuse the original key bytes), so partitioning does
+not depend on Avro and tools show readable keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Optional header carrying the record's correlation_id (UTF-8), for tracing without decoding.
+CORRELATION_ID_HEADER = "correlation_id"
+
+
+@dataclass(frozen=True)
+class Topic:
+    kind: str  # stable identifier, also accepted by wire.serde in place of the schema name
+    default_name: str
+    value_schema: str  # simple name of the top-level record in schemas/
+    key_field: str  # dotted path into the value record
+
+    def key(self, record: Mapping[str, Any]) -> bytes | None:
+        """The message key for a value record."""
+        value: Any = record
+        for part in self.key_field.split("."):
+            value = value[part]
+        if value is None or isinstance(value, bytes):
+            return value
+        return str(value).encode("utf-8")
+
+
+APPROVED_PROPOSALS = Topic("approved-proposals", "approved-proposals", "ApprovedProposal", "proposal_id")
+EXECUTION_COMMANDS = Topic("execution-commands", "execution-commands", "ExecutionCommand", "execution_id")
+COMMAND_RESULTS = Topic("command-results", "command-results", "CommandResult", "command_id")
+TRADE_TICKETS = Topic("trade-tickets", "trade-tickets", "TicketInstruction", "ticket.ticket_id")
+ORDER_EVENTS = Topic("order-events", "order-events", "OrderEvent", "execution_id")
+EXECUTION_STATE_CHANGES = Topic(
+    "execution-state-changes", "execution-state-changes", "ExecutionStateChange", "execution_id"
+)
+DEAD_LETTERS = Topic("dead-letters", "dead-letters", "DeadLetter", "original_key")
+
+TOPICS: tuple[Topic, ...] = (
+    APPROVED_PROPOSALS,
+    EXECUTION_COMMANDS,
+    COMMAND_RESULTS,
+    TRADE_TICKETS,
+    ORDER_EVENTS,
+    EXECUTION_STATE_CHANGES,
+    DEAD_LETTERS,
+)
+BY_KIND: Mapping[str, Topic] = {topic.kind: topic for topic in TOPICS}

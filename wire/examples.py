@@ -261,6 +261,26 @@ SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
         ],
         "execution": snapshot(),
     }),
+    ("AdmissionRequest", "admit-inline-artifact", {
+        "request_id": "cmd_1", "kind": "ADMIT", "proposal_id": "prop_123", "version_no": 2,
+        "execution_id": "exec_20260218_abc", "correlation_id": "corr-1", "issued_at": at(9),
+        "reserve_version": True, "artifact": proposal(), "ended_state": None,
+    }),
+    ("AdmissionRequest", "release", {
+        "request_id": "rel_exec_20260218_abc", "kind": "RELEASE", "proposal_id": "prop_123", "version_no": 2,
+        "execution_id": "exec_20260218_abc", "correlation_id": "corr-1", "issued_at": at(30),
+        "reserve_version": False, "artifact": None, "ended_state": "REJECTED",
+    }),
+    ("AdmissionDecision", "admitted", {
+        "request_id": "cmd_1", "execution_id": "exec_20260218_abc", "proposal_id": "prop_123", "version_no": 2,
+        "correlation_id": "corr-1", "decided_at": at(9), "outcome": "ADMITTED", "artifact": proposal(),
+        "existing_execution_id": None, "reason": None,
+    }),
+    ("AdmissionDecision", "version-in-use", {
+        "request_id": "cmd_9", "execution_id": "exec_other", "proposal_id": "prop_123", "version_no": 2,
+        "correlation_id": "corr-9", "decided_at": at(19), "outcome": "VERSION_IN_USE", "artifact": None,
+        "existing_execution_id": "exec_20260218_abc", "reason": "version 2 is being executed by exec_20260218_abc",
+    }),
     ("DeadLetter", "undecodable-order-event", {
         "original_topic": "order-events", "original_partition": 2, "original_offset": 1534,
         "original_key": b"exec_20260218_abc", "original_value": b"\xc3\x01garbage\x00\xff",

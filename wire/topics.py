@@ -21,6 +21,7 @@ class Topic:
     default_name: str
     value_schema: str  # simple name of the top-level record in schemas/
     key_field: str  # dotted path into the value record
+    internal: bool = False  # written and read only by the processor itself
 
     def key(self, record: Mapping[str, Any]) -> bytes | None:
         """The message key for a value record."""
@@ -41,6 +42,10 @@ EXECUTION_STATE_CHANGES = Topic(
     "execution-state-changes", "execution-state-changes", "ExecutionStateChange", "execution_id"
 )
 DEAD_LETTERS = Topic("dead-letters", "dead-letters", "DeadLetter", "original_key")
+# Internal: the processor's admission of new executions (see docs/design.md). Their default
+# names are prefixed with the processor's application id at run time.
+ADMISSION_REQUESTS = Topic("admission-requests", "admission-requests", "AdmissionRequest", "proposal_id", True)
+ADMISSION_DECISIONS = Topic("admission-decisions", "admission-decisions", "AdmissionDecision", "execution_id", True)
 
 TOPICS: tuple[Topic, ...] = (
     APPROVED_PROPOSALS,
@@ -50,5 +55,7 @@ TOPICS: tuple[Topic, ...] = (
     ORDER_EVENTS,
     EXECUTION_STATE_CHANGES,
     DEAD_LETTERS,
+    ADMISSION_REQUESTS,
+    ADMISSION_DECISIONS,
 )
 BY_KIND: Mapping[str, Topic] = {topic.kind: topic for topic in TOPICS}

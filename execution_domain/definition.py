@@ -1,0 +1,99 @@
+"""What an execution is, fixed at creation: the proposal it executes, the policy, the tickets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from execution_domain.canonical import format_timestamp, parse_timestamp
+from execution_domain.policy import ExecutionPolicy
+from execution_domain.proposal import ProposalArtifact
+from execution_domain.request import RequestOrigin
+from execution_domain.tickets import Ticket, ticket_from_primitive
+
+__all__ = ["ExecutionDefinition", "ProposalRef"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRef:
+    proposal_id: str
+    version_no: int
+    proposal_version_hash: str
+    portfolio_id: str
+    base_currency: str
+
+    @classmethod
+    def of(cls, artifact: ProposalArtifact) -> ProposalRef:
+        return cls(
+            proposal_id=artifact.proposal_id,
+            version_no=artifact.version_no,
+            proposal_version_hash=artifact.proposal_version_hash,
+            portfolio_id=artifact.portfolio_id,
+            base_currency=artifact.base_currency,
+        )
+
+    def to_primitive(self) -> dict[str, Any]:
+        return {
+            "proposal_id": self.proposal_id,
+            "version_no": self.version_no,
+            "proposal_version_hash": self.proposal_version_hash,
+            "portfolio_id": self.portfolio_id,
+            "base_currency": self.base_currency,
+        }
+
+    @classmethod
+    def from_primitive(cls, data: Mapping[str, Any]) -> ProposalRef:
+        return cls(
+            proposal_id=data["proposal_id"],
+            version_no=data["version_no"],
+            proposal_version_hash=data["proposal_version_hash"],
+            portfolio_id=data["portfolio_id"],
+            base_currency=data["base_currency"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionDefinition:
+    execution_id: str
+    proposal: ProposalRef
+    policy: ExecutionPolicy
+    tickets: tuple[Ticket, ...]  # RFC 6.1 order, which respects dependencies
+    origin: RequestOrigin
+    request_hash: str  # lineage: canonical hash of the create request
+    created_at: datetime
+    # Derived once; not part of equality or the primitive form.
+    tickets_by_id: Mapping[str, Ticket] = field(init=False, repr=False, compare=False)
+    dependants: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        dependants: dict[str, list[str]] = {ticket.ticket_id: [] for ticket in self.tickets}
+        for ticket in self.tickets:
+            for dependency in ticket.dependencies:
+                dependants[dependency].append(ticket.ticket_id)
+        object.__setattr__(self, "tickets_by_id", {ticket.ticket_id: ticket for ticket in self.tickets})
+        object.__setattr__(self, "dependants", {key: tuple(value) for key, value in dependants.items()})
+
+    def to_primitive(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "proposal": self.proposal.to_primitive(),
+            "policy": self.policy.to_primitive(),
+            "tickets": [ticket.to_primitive() for ticket in self.tickets],
+            "origin": self.origin.to_primitive(),
+            "request_hash": self.request_hash,
+            "created_at": format_timestamp(self.created_at),
+        }
+
+    @classmethod
+    def from_primitive(cls, data: Mapping[str, Any]) -> ExecutionDefinition:
+        return cls(
+            execution_id=data["execution_id"],
+            proposal=ProposalRef.from_primitive(data["proposal"]),
+            policy=ExecutionPolicy.from_primitive(data["policy"]),
+            tickets=tuple(ticket_from_primitive(item) for item in data["tickets"]),
+            origin=RequestOrigin.from_primitive(data["origin"]),
+            request_hash=data["request_hash"],
+            created_at=parse_timestamp(data["created_at"]),
+        )

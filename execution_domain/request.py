@@ -1,0 +1,63 @@
+"""Who asked for an execution, and the canonical request hash (RFC 5.1, 8.1) for idempotency and lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from execution_domain.canonical import canonical_sha256
+from execution_domain.policy import ExecutionPolicy
+
+__all__ = ["Actor", "RequestOrigin", "request_hash"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    requested_by: str
+    channel: str
+
+    def to_primitive(self) -> dict[str, Any]:
+        return {"requested_by": self.requested_by, "channel": self.channel}
+
+    @classmethod
+    def from_primitive(cls, data: Any) -> Actor:
+        return cls(requested_by=data["requested_by"], channel=data["channel"])
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOrigin:
+    """Audit facts about the create request; opaque to the domain, kept with the execution."""
+
+    actor: Actor
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+
+    def to_primitive(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.to_primitive(),
+            "idempotency_key": self.idempotency_key,
+            "correlation_id": self.correlation_id,
+        }
+
+    @classmethod
+    def from_primitive(cls, data: Any) -> RequestOrigin:
+        return cls(
+            actor=Actor.from_primitive(data["actor"]),
+            idempotency_key=data["idempotency_key"],
+            correlation_id=data["correlation_id"],
+        )
+
+
+def request_hash(proposal_id: str, version_no: int, policy: ExecutionPolicy, actor: Actor) -> str:
+    """sha256 over the canonical JSON of the create-request body (RFC 5.1), policy defaults filled in.
+
+    Two bodies that mean the same thing hash the same (key order, whitespace, "25" vs "25.0",
+    an omitted default); the Idempotency-Key and correlation id are not part of the body.
+    """
+    body = {
+        "proposal_id": proposal_id,
+        "version_no": version_no,
+        "execution_policy": policy.to_primitive(),
+        "actor": actor.to_primitive(),
+    }
+    return canonical_sha256(body)

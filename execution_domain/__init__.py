@@ -40,7 +40,7 @@ from execution_domain.proposal import (
     parse_artifact,
     validate_artifact,
 )
-from execution_domain.request import Actor, RequestOrigin, request_hash
+from execution_domain.request import Actor, RequestOrigin, execution_id_for_key, request_hash
 from execution_domain.ticket_state import AnomalyCode, TicketState
 from execution_domain.tickets import Ticket, generate_tickets
 
@@ -68,6 +68,7 @@ __all__ = [
     "apply_input",
     "apply_order_event",
     "create_execution",
+    "execution_id_for_key",
     "generate_tickets",
     "mark_released",
     "parse_artifact",

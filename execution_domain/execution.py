@@ -198,9 +198,14 @@ def create_execution(
     policy: ExecutionPolicy,
     created_at: datetime,
     origin: RequestOrigin,
+    *,
+    artifact_inline: bool = False,
 ) -> Outcome:
     """A new execution: every ticket PENDING_SUBMIT; tickets without dependencies released for
-    submission at once (none for a dry run). Raises ArtifactInvalid / ArtifactNotExecutable."""
+    submission at once (none for a dry run). Raises ArtifactInvalid / ArtifactNotExecutable.
+
+    `artifact_inline`: the create request carried the artifact itself (RFC 3), which then is
+    part of the request hash."""
     problems = check_artifact(artifact)
     if problems:
         raise ArtifactInvalid(problems)
@@ -215,7 +220,10 @@ def create_execution(
         policy=policy,
         tickets=generate_tickets(artifact, policy),
         origin=origin,
-        request_hash=request_hash(artifact.proposal_id, artifact.version_no, policy, origin.actor),
+        request_hash=request_hash(
+            artifact.proposal_id, artifact.version_no, policy, origin.actor,
+            inline_artifact_hash=artifact.proposal_version_hash if artifact_inline else None,
+        ),
         created_at=created_at,
     )
     return _start(definition)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import hashlib
+
 from execution_domain.canonical import canonical_sha256
 from execution_domain.policy import ExecutionPolicy
 
-__all__ = ["Actor", "RequestOrigin", "request_hash"]
+__all__ = ["Actor", "RequestOrigin", "execution_id_for_key", "request_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,16 +50,36 @@ class RequestOrigin:
         )
 
 
-def request_hash(proposal_id: str, version_no: int, policy: ExecutionPolicy, actor: Actor) -> str:
+def request_hash(
+    proposal_id: str,
+    version_no: int,
+    policy: ExecutionPolicy,
+    actor: Actor,
+    inline_artifact_hash: str | None = None,
+) -> str:
     """sha256 over the canonical JSON of the create-request body (RFC 5.1), policy defaults filled in.
 
     Two bodies that mean the same thing hash the same (key order, whitespace, "25" vs "25.0",
-    an omitted default); the Idempotency-Key and correlation id are not part of the body.
+    an omitted default); the Idempotency-Key and correlation id are not part of the body. A
+    request carrying the artifact inline (RFC 3) is identified by that artifact's
+    proposal_version_hash, which covers its whole content.
     """
-    body = {
+    body: dict[str, object] = {
         "proposal_id": proposal_id,
         "version_no": version_no,
         "execution_policy": policy.to_primitive(),
         "actor": actor.to_primitive(),
     }
+    if inline_artifact_hash is not None:
+        body["inline_artifact_hash"] = inline_artifact_hash
     return canonical_sha256(body)
+
+
+def execution_id_for_key(idempotency_key: str) -> str:
+    """The execution a create request with this Idempotency-Key creates (or already created).
+
+    Deterministic, so that every retry of a create, through any gateway instance, names the
+    same execution and is routed (by execution_id) to the same partition, where the first
+    one is remembered.
+    """
+    return "exec_" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:24]

@@ -7,6 +7,7 @@ an error at start-up, not a warning.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -55,7 +56,18 @@ def ensure_topics(admin: AdminClient, specs: Sequence[TopicSpec], timeout_s: flo
             # Another instance created it first: fine, as long as the layout checks pass.
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _wait_visible(admin, [spec.name for spec in missing], timeout_s)
     return sorted(created)
+
+
+def _wait_visible(admin: AdminClient, names: Sequence[str], timeout_s: float) -> None:
+    """Creation returns before every broker's metadata shows the topic; wait until it does."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(existing_partition_counts(admin, names, timeout_s)) == len(names):
+            return
+        time.sleep(0.1)
+    raise TopicLayoutError(f"created topics did not appear in metadata: {', '.join(names)}")
 
 
 def check_copartitioned(admin: AdminClient, names: Sequence[str], timeout_s: float = 30) -> int:

@@ -1,0 +1,1 @@
+"""Structured logs and operational HTTP endpoints shared by the service's processes."""

@@ -1,0 +1,113 @@
+"""Assembles one processor instance: Kafka clients, topics, topology, loop and ops endpoints."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from observability.ops_server import OpsServer
+from processor.config import ProcessorConfig
+from processor.loop import LoopSettings, ProcessorLoop
+from processor.metrics import ProcessorMetrics
+from processor.restore import restore_consumer_config
+from processor.topics import prepare_topics
+from processor.topology import ServiceTopology
+
+log = logging.getLogger(__name__)
+
+_STALL_S = 60.0  # a loop that has not come round for this long is not alive
+
+
+def consumer_config(config: ProcessorConfig) -> dict[str, object]:
+    return {
+        **config.kafka.base_config(),
+        "group.id": config.application_id,
+        "client.id": f"{config.application_id}-{config.instance_id}",
+        "enable.auto.commit": False,  # offsets are committed inside the transactions
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        # Range gives partition p of equally partitioned topics to one member: co-partitioning.
+        "partition.assignment.strategy": "range",
+        "session.timeout.ms": 10_000,
+        "heartbeat.interval.ms": 1_000,
+        "max.poll.interval.ms": 300_000,
+    }
+
+
+def producer_config(config: ProcessorConfig) -> dict[str, object]:
+    return {
+        **config.kafka.base_config(),
+        "client.id": f"{config.application_id}-{config.instance_id}",
+        # Stable per instance: a restarted instance fences (and aborts) its earlier incarnation's
+        # open transaction at once instead of waiting for it to time out.
+        "transactional.id": config.transactional_id,
+        "enable.idempotence": True,
+        "transaction.timeout.ms": 10_000,
+        # Java clients' partitioner, so that keys land where other producers put them.
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+
+
+class ProcessorApp:
+    def __init__(self, config: ProcessorConfig) -> None:
+        self.config = config
+        self.metrics = ProcessorMetrics()
+        self.topology = ServiceTopology(config, self.metrics)
+        self.loop: ProcessorLoop | None = None
+        self._stop = threading.Event()
+        self._ops: OpsServer | None = None
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def live(self) -> tuple[bool, str]:
+        if self.loop is None:
+            return True, "starting"
+        stalled_for = time.monotonic() - self.loop.last_loop_at
+        return stalled_for < _STALL_S, f"loop last ran {stalled_for:.1f}s ago"
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once assigned partitions are restored and being processed."""
+        if self.loop is None or not self.loop.assignment_ready:
+            return False, "restoring or waiting for partitions"
+        return True, "processing"
+
+    def run(self) -> None:
+        config = self.config
+        log.info("starting processor %s (%s)", config.instance_id, config.kafka.redacted())
+        created = prepare_topics(AdminClient(config.kafka.base_config()), config)
+        if created:
+            log.info("created topics: %s", ", ".join(created))
+        if config.http_port:
+            self._ops = OpsServer(self.metrics.registry, self.live, self.ready, config.http_host, config.http_port).start()
+            log.info("ops endpoints on http://%s:%d (/metrics /healthz /readyz)", config.http_host, self._ops.port)
+        producer = Producer(producer_config(config))
+        producer.init_transactions(30)
+        restore_consumer = Consumer(restore_consumer_config(config.kafka.base_config()))
+        self.loop = ProcessorLoop(
+            consumer=Consumer(consumer_config(config)),
+            producer=producer,
+            restore_consumer=restore_consumer,
+            topology=self.topology,
+            settings=LoopSettings(
+                state_dir=config.state_dir,
+                batch_size=config.batch_size,
+                commit_interval_s=config.commit_interval_ms / 1000,
+            ),
+            metrics=self.metrics,
+        )
+        try:
+            self.loop.run(self._stop.is_set)
+        finally:
+            restore_consumer.close()
+            producer.flush(10)
+            if self._ops is not None:
+                self._ops.stop()
+            log.info("processor %s stopped", config.instance_id)

@@ -1,0 +1,89 @@
+"""Every record the processor publishes, encoded and keyed in one place.
+
+All of it goes through the current `ProcessingTransaction`, so it becomes visible to
+`read_committed` readers exactly when the inputs that caused it are committed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from confluent_kafka import Message
+
+from processor.config import TopicNames
+from processor.transaction import Headers, ProcessingTransaction
+from wire import serde
+from wire.topics import CORRELATION_ID_HEADER
+
+_ADMISSION_REQUEST = serde.codec("AdmissionRequest")
+_ADMISSION_DECISION = serde.codec("AdmissionDecision")
+_COMMAND_RESULT = serde.codec("CommandResult")
+_STATE_CHANGE = serde.codec("ExecutionStateChange")
+_TICKET_INSTRUCTION = serde.codec("TicketInstruction")
+_DEAD_LETTER = serde.codec("DeadLetter")
+
+
+def _headers(correlation_id: str | None) -> Headers | None:
+    return [(CORRELATION_ID_HEADER, correlation_id.encode())] if correlation_id else None
+
+
+class Outputs:
+    def __init__(self, topics: TopicNames, instance_id: str) -> None:
+        self._topics = topics
+        self._instance_id = instance_id
+
+    def admission_request(self, txn: ProcessingTransaction, record: dict) -> None:
+        txn.produce(
+            self._topics.admission_requests, _ADMISSION_REQUEST.encode(record),
+            key=record["proposal_id"].encode(), headers=_headers(record["correlation_id"]),
+        )
+
+    def admission_decision(self, txn: ProcessingTransaction, record: dict) -> None:
+        txn.produce(
+            self._topics.admission_decisions, _ADMISSION_DECISION.encode(record),
+            key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
+        )
+
+    def command_result(self, txn: ProcessingTransaction, record: dict) -> None:
+        txn.produce(
+            self._topics.command_results, _COMMAND_RESULT.encode(record),
+            key=record["command_id"].encode(), headers=_headers(record["correlation_id"]),
+        )
+
+    def state_change(self, txn: ProcessingTransaction, record: dict) -> None:
+        txn.produce(
+            self._topics.execution_state_changes, _STATE_CHANGE.encode(record),
+            key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
+        )
+
+    def ticket_instruction(self, txn: ProcessingTransaction, record: dict, ticket_id: str) -> None:
+        # Keyed by ticket_id: an OMS deduplicates by it, and SUBMIT precedes CANCEL in one partition.
+        txn.produce(
+            self._topics.trade_tickets, _TICKET_INSTRUCTION.encode(record),
+            key=ticket_id.encode(), headers=_headers(record["correlation_id"]),
+        )
+
+    def dead_letter(self, txn: ProcessingTransaction, message: Message, reason: str, error_type: str,
+                    failed_at: datetime) -> None:
+        """The original record, untouched, plus why it could not be processed."""
+        original_headers = message.headers() or []
+        record = {
+            "original_topic": message.topic(),
+            "original_partition": message.partition(),
+            "original_offset": message.offset(),
+            "original_key": message.key(),
+            "original_value": message.value(),
+            "original_headers": [{"key": key, "value": value} for key, value in original_headers],
+            "reason": reason,
+            "error_type": error_type,
+            "failed_at": failed_at,
+            "instance_id": self._instance_id,
+        }
+        headers: Headers = [
+            ("dlt.original.topic", message.topic().encode()),
+            ("dlt.original.partition", str(message.partition()).encode()),
+            ("dlt.original.offset", str(message.offset()).encode()),
+            ("dlt.reason", reason.encode()[:1000]),
+            ("dlt.error.type", error_type.encode()),
+        ]
+        txn.produce(self._topics.dead_letters, _DEAD_LETTER.encode(record), key=message.key(), headers=headers)

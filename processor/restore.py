@@ -1,0 +1,103 @@
+"""Bring a partition's state store up to date from its compacted changelog.
+
+Runs before a newly assigned partition is processed. The store remembers the first changelog
+offset it has not seen, so a store that survived a restart replays only the tail; a new or
+rebuilt store replays the whole (compacted) changelog. The end is the changelog's last stable
+offset, read with `read_committed`, so aborted writes are never restored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from processor.state_store import PartitionStore
+
+_FLUSH_EVERY = 5_000  # records per RocksDB write batch while restoring
+
+
+class RestoreError(RuntimeError):
+    """The changelog could not be read to its end in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    partition: int
+    from_offset: int
+    end_offset: int
+    records_restored: int
+    store_rebuilt: bool
+    seconds: float
+
+
+def restore_consumer_config(base: dict[str, object]) -> dict[str, object]:
+    """A consumer that only ever uses assign(): no group membership, no commits."""
+    return {
+        **base,
+        "group.id": "state-restore-unused",  # required by librdkafka; never joined (assign only)
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": False,
+        "fetch.max.bytes": 64 * 1024 * 1024,
+    }
+
+
+def restore_store(
+    store: PartitionStore,
+    consumer: Consumer,
+    *,
+    timeout_s: float = 300.0,
+    on_progress: Callable[[int, int, int], None] | None = None,
+) -> RestoreResult:
+    started = time.monotonic()
+    partition = TopicPartition(store.changelog, store.partition)
+    low, end = consumer.get_watermark_offsets(partition, timeout=30, cached=False)
+    start = max(store.changelog_next_offset, low)
+    if start > end:
+        # The store claims writes the changelog does not have (e.g. the topic was recreated):
+        # the changelog is the source of truth, so start again from it.
+        raise RestoreError(
+            f"store of {store.changelog}[{store.partition}] is at {start}, past the changelog end {end}"
+        )
+    restored = 0
+    if start < end:
+        consumer.assign([TopicPartition(store.changelog, store.partition, start)])
+        pending: dict[bytes, bytes | None] = {}
+        position = start
+        deadline = started + timeout_s
+        try:
+            while position < end:
+                if time.monotonic() > deadline:
+                    raise RestoreError(
+                        f"restoring {store.changelog}[{store.partition}] stalled at {position} of {end}"
+                    )
+                for message in consumer.consume(5_000, timeout=0.5):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        raise RestoreError(f"changelog read failed: {error}")
+                    pending[message.key()] = message.value()
+                    restored += 1
+                # The position also moves past transaction markers and aborted records.
+                current = consumer.position([partition])[0].offset
+                position = current if current >= 0 else position
+                if len(pending) >= _FLUSH_EVERY or position >= end:
+                    store.write_batch(pending, position)
+                    pending = {}
+                    if on_progress is not None:
+                        on_progress(store.partition, position, end)
+        finally:
+            consumer.unassign()
+    return RestoreResult(
+        partition=store.partition,
+        from_offset=start,
+        end_offset=end,
+        records_restored=restored,
+        store_rebuilt=store.rebuilt,
+        seconds=time.monotonic() - started,
+    )

@@ -1,0 +1,123 @@
+"""Create semantics through Kafka: idempotency key + request hash, one live execution per
+proposal version, unknown or not-ready proposals, inline artifacts, dry runs, cancel."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from processor_testkit import ProcessorHarness, ScriptedOms, load_sample
+
+from execution_domain.ports import MockHold
+from execution_domain.proposal import seal_artifact
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def running(harness: ProcessorHarness) -> ProcessorHarness:
+    harness.start()
+    return harness
+
+
+def test_replay_with_same_key_and_body_returns_the_execution_and_releases_nothing_twice(running: ProcessorHarness) -> None:
+    raw = load_sample("rfc_accept_all")
+    running.publish_proposal(raw)
+    first = running.result(running.create("k-replay", raw["proposal_id"], raw["version_no"]))
+    released_after_first = len(running.instructions(first["execution_id"]))
+
+    replay = running.result(running.create("k-replay", raw["proposal_id"], raw["version_no"]))
+    running.outputs.drain(0.5)
+
+    assert (first["outcome"], replay["outcome"]) == ("CREATED", "REPLAYED")
+    assert replay["execution_id"] == first["execution_id"]
+    assert replay["execution"]["tickets"] == first["execution"]["tickets"]
+    assert len(running.instructions(first["execution_id"])) == released_after_first
+
+
+def test_same_key_with_a_different_body_is_a_conflict_naming_the_execution(running: ProcessorHarness) -> None:
+    raw = load_sample("rfc_accept_all")
+    running.publish_proposal(raw)
+    first = running.result(running.create("k-conflict", raw["proposal_id"], raw["version_no"]))
+    conflict = running.result(running.create("k-conflict", raw["proposal_id"], raw["version_no"],
+                                              policy={"max_slippage_bps": "50"}))
+    assert conflict["outcome"] == "CONFLICT"
+    assert conflict["existing_execution_id"] == first["execution_id"]
+    assert "Idempotency key" in conflict["problem"]["title"]
+
+
+def test_concurrent_creates_with_one_key_make_one_execution_and_answer_each(running: ProcessorHarness) -> None:
+    raw = load_sample("sgd_multi_currency")
+    running.publish_proposal(raw)
+    command_ids = [running.create("k-burst", raw["proposal_id"], raw["version_no"]) for _ in range(10)]
+    results = [running.result(command_id) for command_id in command_ids]
+    assert sorted(r["outcome"] for r in results) == ["CREATED"] + ["REPLAYED"] * 9
+    assert len({r["execution_id"] for r in results}) == 1
+
+
+def test_second_live_execution_of_a_version_under_another_key_is_a_conflict(running: ProcessorHarness) -> None:
+    raw = load_sample("rfc_accept_all")
+    running.publish_proposal(raw)
+    first = running.result(running.create("k-live-1", raw["proposal_id"], raw["version_no"]))
+    second = running.result(running.create("k-live-2", raw["proposal_id"], raw["version_no"]))
+    assert second["outcome"] == "CONFLICT"
+    assert second["existing_execution_id"] == first["execution_id"]
+
+
+def test_version_may_be_executed_again_once_its_execution_was_cancelled(running: ProcessorHarness) -> None:
+    raw = load_sample("rfc_accept_all")
+    running.publish_proposal(raw)
+    oms = ScriptedOms(running)
+    first = running.result(running.create("k-again-1", raw["proposal_id"], raw["version_no"]))
+    for instruction in running.instructions(first["execution_id"]):
+        oms.provider.script(instruction["ticket"]["ticket_id"], MockHold())
+    oms.pump()
+    cancelled = running.result(running.cancel(first["execution_id"]))
+    assert cancelled["outcome"] == "CANCEL_ACCEPTED"
+    oms.run_until(lambda: running.latest_status(first["execution_id"]) == "CANCELLED")
+
+    again = running.result(running.create("k-again-2", raw["proposal_id"], raw["version_no"]))
+    assert again["outcome"] == "CREATED"
+
+
+def test_unknown_proposal_version_is_not_found(running: ProcessorHarness) -> None:
+    result = running.result(running.create("k-unknown", "prop_does_not_exist", 1))
+    assert result["outcome"] == "NOT_FOUND" and "not known" in result["problem"]["detail"]
+
+
+def test_proposal_whose_gate_is_not_execution_ready_is_not_executable(running: ProcessorHarness) -> None:
+    raw = copy.deepcopy(load_sample("rfc_accept_all"))
+    raw["proposal_id"] = "prop_blocked"
+    raw["gate_decision"] = {"decision": "BLOCKED", "reasons": [{"code": "KYC_EXPIRED", "message": "KYC expired"}],
+                            "decided_at": raw["gate_decision"]["decided_at"]}
+    raw = seal_artifact(raw)
+    running.publish_proposal(raw)
+    result = running.result(running.create("k-blocked", "prop_blocked", raw["version_no"]))
+    assert result["outcome"] == "NOT_EXECUTABLE" and "KYC_EXPIRED" in result["problem"]["detail"]
+
+
+def test_inline_artifact_is_executed_without_a_stored_version(running: ProcessorHarness) -> None:
+    raw = load_sample("usd_cash_flow_eur")
+    result = running.result(running.create("k-inline", raw["proposal_id"], raw["version_no"], inline_artifact=raw))
+    assert result["outcome"] == "CREATED"
+    assert result["execution"]["proposal_version_hash"] == raw["proposal_version_hash"]
+    replay = running.result(running.create("k-inline", raw["proposal_id"], raw["version_no"], inline_artifact=raw))
+    assert replay["outcome"] == "REPLAYED"
+
+
+def test_dry_run_returns_every_ticket_and_releases_none(running: ProcessorHarness) -> None:
+    raw = load_sample("sgd_multi_currency")
+    running.publish_proposal(raw)
+    result = running.result(running.create("k-dry", raw["proposal_id"], raw["version_no"], policy={"dry_run": True}))
+    running.outputs.drain(0.5)
+    assert result["outcome"] == "CREATED"
+    assert len(result["execution"]["tickets"]) == len(raw["trades_and_funding"]["intents"])
+    assert not any(t["released"] for t in result["execution"]["tickets"])
+    assert running.instructions(result["execution_id"]) == []
+    # A dry run holds no version: a real execution may follow.
+    real = running.result(running.create("k-dry-real", raw["proposal_id"], raw["version_no"]))
+    assert real["outcome"] == "CREATED"
+
+
+def test_cancel_of_an_unknown_execution_is_not_found(running: ProcessorHarness) -> None:
+    assert running.result(running.cancel("exec_nope"))["outcome"] == "NOT_FOUND"

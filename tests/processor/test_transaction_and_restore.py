@@ -1,0 +1,144 @@
+"""The processor's transaction object and changelog restore, against the real broker."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from processor.restore import restore_consumer_config, restore_store
+from processor.state_store import PartitionStore
+from processor.transaction import ProcessingTransaction, TransactionStateError, TransactionStatus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def producer(kafka_bootstrap: str) -> Producer:
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-{uuid.uuid4().hex}"})
+    producer.init_transactions(30)
+    return producer
+
+
+@pytest.fixture
+def restore_consumer(kafka_bootstrap: str) -> Consumer:
+    consumer = Consumer(restore_consumer_config({"bootstrap.servers": kafka_bootstrap}))
+    yield consumer
+    consumer.close()
+
+
+def read_committed(bootstrap: str, topic: str, partition: int = 0) -> list[tuple[bytes | None, bytes | None]]:
+    consumer = Consumer(restore_consumer_config({"bootstrap.servers": bootstrap}))
+    try:
+        tp = TopicPartition(topic, partition)
+        _, end = consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        records = []
+        while consumer.position([tp])[0].offset < end:
+            records.extend((m.key(), m.value()) for m in consumer.consume(100, timeout=1) if not m.error())
+        return records
+    finally:
+        consumer.close()
+
+
+def stores_for(tmp_path: Path, changelog: str, partitions: int) -> dict[int, PartitionStore]:
+    return {p: PartitionStore(tmp_path / f"p{p}", changelog, p) for p in range(partitions)}
+
+
+def test_commit_makes_outputs_visible_then_writes_stores_with_changelog_checkpoint(
+    kafka_bootstrap: str, make_topic, producer: Producer, tmp_path: Path
+) -> None:
+    changelog = make_topic("changelog", partitions=2, config={"cleanup.policy": "compact"})
+    output = make_topic("output")
+    stores = stores_for(tmp_path, changelog, 2)
+
+    txn = ProcessingTransaction(producer)
+    txn.put(stores[0], b"a", b"1")
+    txn.put(stores[1], b"b", b"2")
+    txn.put(stores[0], b"a", b"3")  # a later write of the same key replaces the earlier one
+    txn.produce(output, b"out", key=b"a")
+    assert txn.get(stores[0], b"a") == b"3" and stores[0].get(b"a") is None
+    txn.prepare([], None)
+    txn.commit()
+
+    assert txn.status is TransactionStatus.COMMITTED
+    assert (stores[0].get(b"a"), stores[1].get(b"b")) == (b"3", b"2")
+    assert read_committed(kafka_bootstrap, output) == [(b"a", b"out")]
+    assert read_committed(kafka_bootstrap, changelog, 0) == [(b"a", b"3")]
+    # Changelog offset 0 holds the record, 1 the commit marker: resume from 1.
+    assert (stores[0].changelog_next_offset, stores[1].changelog_next_offset) == (1, 1)
+
+
+def test_abort_leaves_stores_unchanged_and_outputs_invisible(
+    kafka_bootstrap: str, make_topic, producer: Producer, tmp_path: Path
+) -> None:
+    changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
+    output = make_topic("output")
+    stores = stores_for(tmp_path, changelog, 1)
+
+    txn = ProcessingTransaction(producer)
+    txn.put(stores[0], b"a", b"1")
+    txn.produce(output, b"out")
+    txn.prepare([], None)
+    txn.abort()
+
+    assert txn.status is TransactionStatus.ABORTED
+    assert stores[0].get(b"a") is None and stores[0].changelog_next_offset == 0
+    assert read_committed(kafka_bootstrap, output) == []
+    with pytest.raises(TransactionStateError):
+        txn.put(stores[0], b"a", b"2")
+
+
+def test_restore_rebuilds_an_empty_store_and_skips_aborted_changelog_writes(
+    kafka_bootstrap: str, make_topic, producer: Producer, restore_consumer: Consumer, tmp_path: Path
+) -> None:
+    changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
+    stores = stores_for(tmp_path / "original", changelog, 1)
+    for index in range(3):
+        txn = ProcessingTransaction(producer)
+        txn.put(stores[0], f"k{index}".encode(), f"v{index}".encode())
+        txn.put(stores[0], b"shared", f"s{index}".encode())
+        txn.prepare([], None)
+        txn.commit()
+    aborted = ProcessingTransaction(producer)
+    aborted.put(stores[0], b"k0", b"aborted")
+    aborted.prepare([], None)
+    aborted.abort()
+
+    fresh = PartitionStore(tmp_path / "fresh", changelog, 0)
+    result = restore_store(fresh, restore_consumer)
+
+    assert result.from_offset == 0 and result.records_restored == 6
+    assert {key: fresh.get(key) for key in (b"k0", b"k1", b"k2", b"shared")} == {
+        b"k0": b"v0", b"k1": b"v1", b"k2": b"v2", b"shared": b"s2",
+    }
+    assert fresh.changelog_next_offset == result.end_offset
+
+
+def test_restore_of_a_surviving_store_replays_only_the_changelog_tail(
+    kafka_bootstrap: str, make_topic, producer: Producer, restore_consumer: Consumer, tmp_path: Path
+) -> None:
+    changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
+    survivor = PartitionStore(tmp_path / "survivor", changelog, 0)
+    txn = ProcessingTransaction(producer)
+    for index in range(50):
+        txn.put(survivor, f"k{index}".encode(), b"old")
+    txn.prepare([], None)
+    txn.commit()
+    checkpoint = survivor.changelog_next_offset
+    # Another instance (or this one, before a crash) committed two more writes that the
+    # surviving store never saw.
+    elsewhere = PartitionStore(tmp_path / "elsewhere", changelog, 0)
+    tail = ProcessingTransaction(producer)
+    tail.put(elsewhere, b"k1", b"new")
+    tail.put(elsewhere, b"k99", b"new")
+    tail.prepare([], None)
+    tail.commit()
+
+    result = restore_store(survivor, restore_consumer)
+
+    assert result.from_offset == checkpoint
+    assert result.records_restored == 2
+    assert (survivor.get(b"k1"), survivor.get(b"k99"), survivor.get(b"k2")) == (b"new", b"new", b"old")

@@ -26,9 +26,13 @@ from confluent_kafka.admin import AdminClient
 
 from local_kafka.assemble import LOG4J_CONFIG_PATH, BrokerDistribution, assemble
 
-# A marker on the JVM's command line so that runners can find a broker we left behind.
+# Markers on the JVM's command line and the temp dir's name, so that a runner can find a broker
+# that a process it started (and no other) left behind: both name the starting process's PID.
 OWNER_MARKER = "-Dlocal_kafka.owner=execution-integration"
-TEMP_PREFIX = "local-kafka-"
+
+
+def temp_prefix() -> str:
+    return f"local-kafka-{os.getpid()}-"
 
 _PR_SET_PDEATHSIG = 1
 
@@ -132,7 +136,7 @@ class LocalKafkaBroker:
             raise RuntimeError("broker already started")
         distribution = self._distribution or assemble()
         self._distribution = distribution
-        self.work_dir = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+        self.work_dir = Path(tempfile.mkdtemp(prefix=temp_prefix()))
         atexit.register(self.stop)
         try:
             self._launch(distribution)
@@ -227,6 +231,7 @@ class LocalKafkaBroker:
         jvm = [
             java,
             OWNER_MARKER,
+            f"-Dlocal_kafka.started_by={os.getpid()}",
             f"-Xmx{self._heap}",
             "-Xms256m",
             "-XX:+UseG1GC",

@@ -103,11 +103,11 @@ class ProcessorApp:
             ),
             metrics=self.metrics,
         )
+        del producer  # the loop owns the clients from here
         try:
             self.loop.run(self._stop.is_set)
         finally:
             restore_consumer.close()
-            producer.flush(10)
             if self._ops is not None:
                 self._ops.stop()
             log.info("processor %s stopped", config.instance_id)

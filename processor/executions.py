@@ -217,6 +217,11 @@ class ExecutionFolding:
         if execution is None:
             raise UnknownExecution(f"order event {event.event_id} names unknown execution {event.execution_id}")
         cause = Cause("ORDER_EVENT", event.event_id, execution.definition.origin.correlation_id, event.occurred_at)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("order event %s", event.event_type.value, extra={
+                "execution_id": event.execution_id, "ticket_id": event.ticket_id, "event_id": event.event_id,
+                "external_order_id": event.external_order_id, "correlation_id": cause.correlation_id,
+            })
         outcome = apply_order_event(execution, event)
         if outcome.entry is not None:
             self.executions.put(store, execution.execution_id, self._publish(outcome, cause, store, txn))
@@ -244,6 +249,10 @@ class ExecutionFolding:
                     provider.submit_tickets(execution.execution_id, outcome.tickets_to_submit)
         for ticket in outcome.tickets_to_submit:
             self._metrics.tickets_submitted.labels(ticket.ticket_type.value).inc()
+            log.info("ticket released to the OMS", extra={
+                "execution_id": execution.execution_id, "ticket_id": ticket.ticket_id,
+                "correlation_id": cause.correlation_id,
+            })
             execution = self._publish(mark_released(execution, ticket.ticket_id, cause.at), cause, store, txn)
         if outcome.state_after in _ENDED_FREEING_VERSION and outcome.state_before not in _ENDED_FREEING_VERSION \
                 and not execution.policy.dry_run:

@@ -137,6 +137,9 @@ class ProcessorLoop:
                 self._commit()
             self._consumer.close()  # revokes (nothing open to commit) and leaves the group
             self._close_stores(list(self._stores))
+            self._producer.flush(10)
+            # Drop the clients: librdkafka's threads end when the handles are collected.
+            del self._producer, self._consumer, self._restore_consumer
 
     # -- processing --------------------------------------------------------------------
 

@@ -1,0 +1,91 @@
+"""The mock OMS process: consumes trade-tickets, answers on order-events (or the webhook).
+
+Instructions are read with `read_committed` (an OMS must never act on an aborted release);
+each answer is scheduled at its simulated latency and delivered when due.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, Producer
+
+from execution_domain import OrderEvent
+from mock_oms.engine import MockOmsEngine
+from processor import translate
+from wire import serde
+
+log = logging.getLogger(__name__)
+
+_INSTRUCTION = serde.codec("TicketInstruction")
+_ORDER_EVENT = serde.codec("OrderEvent")
+
+Deliver = Callable[[OrderEvent], None]
+
+
+class KafkaDelivery:
+    """Publishes order events the way an OMS adapter does: keyed by execution_id, murmur2."""
+
+    def __init__(self, base_config: dict[str, object], topic: str) -> None:
+        self._producer = Producer({**base_config, "partitioner": "murmur2_random", "enable.idempotence": True,
+                                   "linger.ms": 2})
+        self._topic = topic
+
+    def __call__(self, event: OrderEvent) -> None:
+        self._producer.produce(self._topic, key=event.execution_id.encode(),
+                               value=_ORDER_EVENT.encode(translate.order_event_to_record(event)))
+        self._producer.poll(0)
+
+    def flush(self) -> None:
+        self._producer.flush(10)
+
+
+class MockOmsService:
+    def __init__(self, base_config: dict[str, object], *, tickets_topic: str, group_id: str,
+                 engine: MockOmsEngine, deliver: Deliver) -> None:
+        self._consumer = Consumer({
+            **base_config, "group.id": group_id, "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest", "enable.auto.commit": True,
+        })
+        self._consumer.subscribe([tickets_topic])
+        self._engine = engine
+        self._deliver = deliver
+        self._due: list[tuple[float, int, OrderEvent]] = []
+        self._order = itertools.count()
+        self.instructions_handled = 0
+        self.events_sent = 0
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        try:
+            while not should_stop():
+                self.step()
+        finally:
+            self._consumer.close()
+
+    def step(self, max_wait_s: float = 0.05) -> None:
+        wait = max_wait_s if not self._due else min(max_wait_s, max(self._due[0][0] - time.monotonic(), 0))
+        for message in self._consumer.consume(100, timeout=wait):
+            if message.error():
+                continue
+            instruction = _INSTRUCTION.decode(message.value(), topic=message.topic(),
+                                              partition=message.partition(), offset=message.offset())
+            self.instructions_handled += 1
+            now_wall, now = datetime.now(UTC), time.monotonic()
+            for delivery in self._engine.handle(instruction, now_wall):
+                heapq.heappush(self._due, (now + delivery.delay_s, next(self._order), delivery.event))
+        while self._due and self._due[0][0] <= time.monotonic():
+            _, _, event = heapq.heappop(self._due)
+            if not self._engine.still_due(event):
+                continue
+            self._deliver(event)
+            self._engine.mark_delivered(event)
+            self.events_sent += 1
+
+    @property
+    def idle(self) -> bool:
+        return not self._due

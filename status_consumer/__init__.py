@@ -1,0 +1,1 @@
+"""An example downstream status consumer: prints execution state changes as they happen."""

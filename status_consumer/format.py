@@ -1,0 +1,55 @@
+"""Readable one-line descriptions of execution state changes (shared with the demo)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+
+def short_ticket(snapshot: dict[str, Any], ticket_id: str) -> str:
+    """e.g. 'SELL SG_BOND_2030 120' or 'FX USD/SGD 1500' for a ticket of the snapshot."""
+    for entry in snapshot["tickets"]:
+        ticket = entry["ticket"]
+        if ticket["ticket_id"] == ticket_id:
+            return describe_ticket(ticket, entry["order_quantity"])
+    return ticket_id
+
+
+def describe_ticket(ticket: dict[str, Any], quantity: Decimal | None = None) -> str:
+    kind = ticket["ticket_type"]
+    if kind == "SECURITY_ORDER":
+        return f"{ticket['side']} {ticket['instrument_id']} {quantity if quantity is not None else ticket['quantity']}"
+    if kind == "FX_SPOT_ORDER":
+        amount = quantity if quantity is not None else ticket["buy_amount"]
+        return f"FX buy {amount} {ticket['buy_currency']} / sell {ticket['sell_currency']}"
+    return f"CASH {ticket['amount']} {ticket['currency']}"
+
+
+def describe_change(change: dict[str, Any]) -> str:
+    snapshot = change["execution"]
+    parts = []
+    transition = change.get("execution_transition")
+    if transition:
+        parts.append(f"execution {transition['from_state'] or '-'} -> {transition['to_state']}")
+    for ticket_change in change["ticket_transitions"]:
+        if ticket_change["from_state"] is None:
+            continue  # creation: every ticket starts PENDING_SUBMIT
+        parts.append(f"{short_ticket(snapshot, ticket_change['ticket_id'])}: "
+                     f"{ticket_change['from_state']} -> {ticket_change['to_state']}")
+    if not parts:
+        last = snapshot["events"][-1] if snapshot["events"] else None
+        parts.append(f"{last['kind']}: {last['reason']}" if last and last["reason"] else "recorded (no state change)")
+    cause = change["cause"]
+    return (f"{change['occurred_at']:%H:%M:%S.%f}"[:-3] + f"  {change['execution_id']} #{change['sequence']:<3} "
+            f"{'; '.join(parts)}  [{cause['kind'].lower()} {cause['id']}]")
+
+
+def describe_final(snapshot: dict[str, Any]) -> list[str]:
+    """The end state of an execution: one line per ticket with filled quantity and average price."""
+    lines = [f"{snapshot['execution_id']} {snapshot['status']} (proposal {snapshot['proposal_id']} "
+             f"v{snapshot['version_no']})"]
+    for entry in snapshot["tickets"]:
+        price = "-" if entry["avg_price"] is None else f"{entry['avg_price']:.6f}".rstrip("0").rstrip(".")
+        lines.append(f"    {describe_ticket(entry['ticket'], entry['order_quantity']):<45} {entry['status']:<14} "
+                     f"filled {entry['filled_qty']} @ {price}")
+    return lines

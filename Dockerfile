@@ -12,6 +12,9 @@ COPY observability ./observability
 COPY local_kafka ./local_kafka
 COPY processor ./processor
 COPY gateway ./gateway
+COPY mock_oms ./mock_oms
+COPY status_consumer ./status_consumer
 COPY demo ./demo
+RUN mkdir -p /var/lib/processor && chown nobody /var/lib/processor
 RUN pip install --no-cache-dir -e .
 USER nobody

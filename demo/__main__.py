@@ -1,7 +1,7 @@
-"""`python -m demo`: until the processor and gateway land, the main job is the smoke run."""
+"""`python -m demo` (the README's `bin/demo`): the whole flow on an embedded local broker."""
 
 import sys
 
-from demo.smoke import main
+from demo.run import main
 
 sys.exit(main())

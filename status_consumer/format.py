@@ -36,12 +36,23 @@ def describe_change(change: dict[str, Any]) -> str:
             continue  # creation: every ticket starts PENDING_SUBMIT
         parts.append(f"{short_ticket(snapshot, ticket_change['ticket_id'])}: "
                      f"{ticket_change['from_state']} -> {ticket_change['to_state']}")
-    if not parts:
+    if not parts:  # applied without a state move: a further fill, a repeated report, an anomaly
         last = snapshot["events"][-1] if snapshot["events"] else None
-        parts.append(f"{last['kind']}: {last['reason']}" if last and last["reason"] else "recorded (no state change)")
+        parts.append(_describe_row(snapshot, last) if last else "recorded (no state change)")
     cause = change["cause"]
     return (f"{change['occurred_at']:%H:%M:%S.%f}"[:-3] + f"  {change['execution_id']} #{change['sequence']:<3} "
             f"{'; '.join(parts)}  [{cause['kind'].lower()} {cause['id']}]")
+
+
+def _describe_row(snapshot: dict[str, Any], row: dict[str, Any]) -> str:
+    subject = short_ticket(snapshot, row["ticket_id"]) if row["ticket_id"] else "execution"
+    what = row["event_type"] or row["kind"]
+    filled = ""
+    for entry in snapshot["tickets"]:
+        if entry["ticket"]["ticket_id"] == row["ticket_id"]:
+            filled = f", filled {entry['filled_qty']} of {entry['order_quantity']}"
+    reason = f" ({row['reason']})" if row["reason"] else ""
+    return f"{subject}: {what} recorded{filled}{reason}"
 
 
 def describe_final(snapshot: dict[str, Any]) -> list[str]:

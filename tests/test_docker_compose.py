@@ -15,6 +15,8 @@ from local_kafka.broker import server_properties
 from local_kafka.select import DEFAULT_IMAGE, apache_kafka_container_env
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("execution_domain", "wire", "kafka_client", "observability", "local_kafka", "processor", "gateway",
+            "mock_oms", "status_consumer", "demo")
 # Broker settings a single node needs; compose, testcontainers and the JVM broker must agree.
 SINGLE_NODE_KEYS = [
     "offsets.topic.replication.factor",
@@ -60,6 +62,17 @@ def test_compose_publishes_ports_on_loopback_only(compose: dict) -> None:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
 
 
+def test_compose_runs_the_processor_gateway_and_mock_oms(compose: dict) -> None:
+    commands = {spec["command"][2] for spec in project_services(compose).values()}
+    assert {"processor", "gateway", "mock_oms"} <= commands
+
+
+def test_dockerfile_copies_every_package_of_the_project() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in PACKAGES:
+        assert f"COPY {package} ./{package}" in dockerfile, package
+
+
 def test_compose_project_services_build_from_a_dockerfile_whose_sources_exist(compose: dict) -> None:
     assert project_services(compose), "compose names none of the project's services"
     dockerfile = ROOT / "Dockerfile"
@@ -78,8 +91,7 @@ def test_compose_service_commands_are_modules_of_this_project(compose: dict) -> 
 
 def test_compose_service_environment_variables_are_read_by_the_code(compose: dict) -> None:
     sources = "\n".join(
-        path.read_text() for package in ("demo", "processor", "gateway", "local_kafka")
-        for path in (ROOT / package).rglob("*.py")
+        path.read_text() for package in PACKAGES for path in (ROOT / package).rglob("*.py")
     )
     for name, spec in project_services(compose).items():
         for variable in spec.get("environment", {}):

@@ -41,8 +41,11 @@ def restore_consumer_config(base: dict[str, object]) -> dict[str, object]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
-        "enable.partition.eof": False,
+        # EOF events end the wait as soon as the fetch reaches the end (past commit markers).
+        "enable.partition.eof": True,
         "fetch.max.bytes": 64 * 1024 * 1024,
+        # At the end of a changelog the broker has nothing more to send; do not let it wait.
+        "fetch.wait.max.ms": 10,
     }
 
 
@@ -75,7 +78,7 @@ def restore_store(
                     raise RestoreError(
                         f"restoring {store.changelog}[{store.partition}] stalled at {position} of {end}"
                     )
-                for message in consumer.consume(5_000, timeout=0.5):
+                for message in consumer.consume(5_000, timeout=0.05):
                     error = message.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:

@@ -207,6 +207,7 @@ class ProcessorHarness:
     def close(self) -> None:
         self.stop_all()
         self.producer.flush(10)
+        del self.producer  # lets librdkafka's threads end before the broker stops
         self.outputs.close()
 
     # -- inputs ------------------------------------------------------------------------

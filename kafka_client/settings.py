@@ -24,7 +24,7 @@ _SECRET_WORDS = ("password", "secret", "key", "token", "jaas")
 @dataclass(frozen=True)
 class KafkaSettings:
     bootstrap_servers: str
-    client_config: Mapping[str, str] = field(default_factory=dict)
+    client_config: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold SASL secrets
 
     def base_config(self) -> dict[str, object]:
         """Properties every client of the service starts from."""

@@ -21,6 +21,9 @@ from processor.loop import Subtopology
 
 _COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
 _DEAD_LETTER_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+# Every change stays for a week (consumers see each transition); older ones are compacted to
+# the latest per execution, so a read model rebuilt from the topic still finds every execution.
+_STATE_CHANGES = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(7 * 24 * 3600 * 1000)}
 
 
 def subtopologies(config: ProcessorConfig) -> tuple[Subtopology, Subtopology]:
@@ -46,7 +49,7 @@ def prepare_topics(admin: AdminClient, config: ProcessorConfig) -> list[str]:
     outputs = [
         TopicSpec(t.command_results, config.partitions),
         TopicSpec(t.trade_tickets, config.partitions),
-        TopicSpec(t.execution_state_changes, config.partitions),
+        TopicSpec(t.execution_state_changes, config.partitions, _STATE_CHANGES),
         TopicSpec(t.dead_letters, config.partitions, _DEAD_LETTER_RETENTION),
     ]
     created += ensure_topics(admin, outputs)

@@ -1,0 +1,141 @@
+"""The aiohttp application: routes, and the middlewares every request passes through.
+
+- `edge` (outermost): the correlation id (taken from X-Correlation-Id when well-formed, else
+  generated; echoed on every response and set for every log line of the request), problem
+  details for every error (including aiohttp's own 404/405/413 and unexpected exceptions),
+  request metrics per route and status, and one access-log line. Never logs headers or bodies.
+- `authenticate`: a bearer token on every route except /healthz, /readyz, /metrics and the
+  webhook (which verifies its HMAC signature itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from gateway.auth import CHALLENGE
+from gateway.backend import KafkaBackend
+from gateway.config import GatewayConfig
+from gateway.handlers import CLIENT, CORRELATION_ID, EXECUTION_ID, Backend, Handlers
+from gateway.logging_context import correlation_id_var
+from gateway.metrics import GatewayMetrics
+from gateway.openapi import CORRELATION_ID_PATTERN
+from gateway.problems import ApiProblem, Problems, from_http_exception, problem_response
+
+log = logging.getLogger("gateway.access")
+errors_log = logging.getLogger("gateway.errors")
+
+CORRELATION_HEADER = "X-Correlation-Id"
+_CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
+PUBLIC_ROUTES = frozenset({"getHealth", "getReadiness", "getMetrics"})
+WEBHOOK_ROUTE = "receiveOrderEvent"
+
+HANDLERS = web.AppKey("handlers", Handlers)
+BACKEND = web.AppKey("backend", object)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _correlation_id(request: web.Request) -> str:
+    offered = request.headers.get(CORRELATION_HEADER)
+    if offered is not None and _CORRELATION_ID.fullmatch(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+def _route_label(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    correlation_id = _correlation_id(request)
+    request[CORRELATION_ID] = correlation_id
+    token = correlation_id_var.set(correlation_id)
+    try:
+        try:
+            response = await handler(request)
+        except ApiProblem as problem:
+            response = problem_response(problem, instance=request.path, correlation_id=correlation_id)
+        except web.HTTPException as http_error:
+            if http_error.status < 400:
+                raise
+            response = problem_response(from_http_exception(http_error), instance=request.path,
+                                        correlation_id=correlation_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            errors_log.exception("unhandled error in %s %s", request.method, _route_label(request))
+            response = problem_response(ApiProblem(Problems.INTERNAL_ERROR, "unexpected error"),
+                                        instance=request.path, correlation_id=correlation_id)
+        response.headers[CORRELATION_HEADER] = correlation_id
+        route = _route_label(request)
+        status = str(response.status)
+        elapsed = time.perf_counter() - started
+        metrics = request.app[HANDLERS].metrics
+        metrics.http_requests.labels(route, request.method, status).inc()
+        metrics.http_latency.labels(route, request.method, status).observe(elapsed)
+        level = logging.DEBUG if request.match_info.route.name in PUBLIC_ROUTES else logging.INFO  # probes, scrapes
+        log.log(level, "%s %s %s %.1fms", request.method, route, status, elapsed * 1000,
+                extra={"execution_id": request.match_info.get("execution_id") or request.get(EXECUTION_ID)})
+        return response
+    finally:
+        correlation_id_var.reset(token)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    name = request.match_info.route.name
+    if name in PUBLIC_ROUTES or name == WEBHOOK_ROUTE:
+        return await handler(request)
+    client = request.app[HANDLERS].auth.authenticate(request.headers.get("Authorization"))
+    if client is None:
+        raise ApiProblem(Problems.UNAUTHORIZED, "send Authorization: Bearer <token>",
+                         headers={"WWW-Authenticate": CHALLENGE})
+    request[CLIENT] = client
+    return await handler(request)
+
+
+def create_app(config: GatewayConfig, *, backend: Backend | None = None, metrics: GatewayMetrics | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    """The gateway. Without `backend`, it starts its Kafka clients with the app and stops them
+    on cleanup; tests may pass a fake."""
+    metrics = metrics or GatewayMetrics()
+    backend = backend or KafkaBackend(config, metrics)
+    handlers = Handlers(config, backend, metrics, clock)
+    app = web.Application(middlewares=[edge, authenticate], client_max_size=config.max_body_bytes)
+    app[HANDLERS] = handlers
+    app[BACKEND] = backend
+    router = app.router
+    router.add_post("/rebalance/executions", handlers.create_execution, name="createExecution")
+    router.add_get("/rebalance/executions", handlers.list_executions, name="listExecutions", allow_head=False)
+    router.add_get("/rebalance/executions/{execution_id}", handlers.get_execution, name="getExecution",
+                   allow_head=False)
+    router.add_post("/rebalance/executions/{execution_id}/events", handlers.receive_order_event,
+                    name=WEBHOOK_ROUTE)
+    router.add_post("/rebalance/executions/{execution_id}/cancel", handlers.cancel_execution,
+                    name="cancelExecution")
+    router.add_get("/openapi.json", handlers.openapi, name="getOpenApi", allow_head=False)
+    router.add_get("/metrics", handlers.metrics_endpoint, name="getMetrics", allow_head=False)
+    router.add_get("/healthz", handlers.healthz, name="getHealth", allow_head=False)
+    router.add_get("/readyz", handlers.readyz, name="getReadiness", allow_head=False)
+
+    start = getattr(backend, "start", None)
+    close = getattr(backend, "close", None)
+    if start is not None:
+        async def start_backend(_app: web.Application) -> None:
+            start(asyncio.get_running_loop())
+        app.on_startup.append(start_backend)
+    if close is not None:
+        async def close_backend(_app: web.Application) -> None:
+            await asyncio.get_running_loop().run_in_executor(None, close)
+        app.on_cleanup.append(close_backend)
+    return app

@@ -1,0 +1,394 @@
+"""The route handlers: HTTP in, Kafka commands/events out, answers from the processor's results
+or the read model. Errors are raised as `ApiProblem`; the edge middleware renders them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from execution_domain import (
+    Actor,
+    ArtifactInvalid,
+    ExecutionPolicy,
+    ExecutionState,
+    ProposalArtifact,
+    execution_id_for_key,
+    parse_artifact,
+    request_hash,
+)
+from gateway import commands, models, webhook
+from gateway.auth import BearerAuth
+from gateway.commands import PublishError
+from gateway.config import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, GatewayConfig
+from gateway.cursor import InvalidCursor, decode_cursor, encode_cursor, filters_digest
+from gateway.metrics import GatewayMetrics
+from gateway.openapi import IDEMPOTENCY_KEY_PATTERN, openapi_document
+from gateway.problems import ApiProblem, Problems
+from gateway.read_model import ExecutionEntry, micros
+from gateway.views import execution_view
+from gateway.webhook import SIGNATURE_HEADER, SignatureError, SignatureFailure, SignatureVerifier
+
+log = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+CORRELATION_ID = web.RequestKey("correlation_id", str)  # set by the edge middleware
+CLIENT = web.RequestKey("client", str)  # fingerprint of the bearer token (gateway.auth)
+EXECUTION_ID = web.RequestKey("execution_id", str)  # the execution a create names, for the access log
+_IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
+_LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+_EXECUTION_STATES = frozenset(state.value for state in ExecutionState)
+_JSON = "application/json"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Backend(Protocol):
+    """What the handlers need from the Kafka side (`gateway.backend.KafkaBackend`; fakes in tests)."""
+
+    publisher: Any
+    results: Any
+    read_model: Any
+
+    def checks(self) -> tuple[bool, bool, dict[str, str]]: ...
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return web.Response(status=status, body=data, content_type=_JSON, headers=headers)
+
+
+def parse_body(raw: bytes, model: type[M]) -> M:
+    """The validated body: 400 if it is not JSON, 422 with every problem if it does not validate."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as error:
+        details = error.errors(include_url=False, include_input=False)
+        if any(detail["type"] == "json_invalid" for detail in details):
+            raise ApiProblem(Problems.MALFORMED_REQUEST, "the body is not valid JSON") from None
+        raise ApiProblem(Problems.VALIDATION_FAILED, f"{len(details)} problem(s) in the body", errors=[
+            {"path": _path(detail["loc"]), "code": detail["type"], "message": detail["msg"]} for detail in details
+        ]) from None
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _location(execution_id: str) -> str:
+    return f"/rebalance/executions/{execution_id}"
+
+
+def _timestamp_param(query: Mapping[str, str], name: str) -> int | None:
+    text = query.get(name)
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiProblem(Problems.MALFORMED_REQUEST, f"{name} must be an RFC 3339 timestamp") from None
+    if value.tzinfo is None:
+        raise ApiProblem(Problems.MALFORMED_REQUEST, f"{name} must carry a UTC offset, e.g. 2026-02-18T10:00:00Z")
+    try:
+        return micros(value.astimezone(UTC))
+    except OverflowError:
+        raise ApiProblem(Problems.MALFORMED_REQUEST, f"{name} is out of range") from None
+
+
+class Handlers:
+    def __init__(self, config: GatewayConfig, backend: Backend, metrics: GatewayMetrics,
+                 clock: Any = time.time) -> None:
+        self.config = config
+        self.backend = backend
+        self.metrics = metrics
+        self.auth = BearerAuth(config.api_tokens)
+        self.verifier = SignatureVerifier(config.webhook_secrets, config.signature_tolerance_s)
+        self._clock = clock
+        self._openapi = orjson.dumps(openapi_document())
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _require_command_path(self) -> None:
+        if not (self.backend.results.ready and self.backend.publisher.healthy):
+            raise ApiProblem(Problems.SERVICE_UNAVAILABLE, "not connected to Kafka yet; retry shortly",
+                             headers={"Retry-After": "1"})
+
+    def _require_read_model(self) -> None:
+        if not self.backend.read_model.ready:
+            raise ApiProblem(Problems.SERVICE_UNAVAILABLE, "the read model is still loading; retry shortly",
+                             headers={"Retry-After": "1"})
+
+    async def _lookup(self, execution_id: str) -> ExecutionEntry:
+        self._require_read_model()
+        entry = await self.backend.read_model.lookup(execution_id, self.config.read_sync_timeout_s)
+        if entry is None:
+            raise ApiProblem(Problems.EXECUTION_NOT_FOUND, f"no execution {execution_id}", execution_id=execution_id)
+        return entry
+
+    async def _publish(self, topic: str, key: str, value: bytes, correlation_id: str, kind: str) -> None:
+        try:
+            await self.backend.publisher.publish(topic, key, value, correlation_id)
+        except PublishError as error:
+            self.metrics.publish_failures.labels(kind).inc()
+            log.error("publishing to %s failed: %s", topic, error, extra={"execution_id": key})
+            raise ApiProblem(Problems.SERVICE_UNAVAILABLE, "could not hand the request to Kafka; retry",
+                             headers={"Retry-After": "1"}) from None
+
+    async def _command(self, *, command: str, command_id: str, execution_id: str, value: bytes,
+                       correlation_id: str, started: float) -> dict[str, Any] | None:
+        """Publish a command and wait for its result; None if the wait bound passed first."""
+        results = self.backend.results
+        future = results.expect(command_id)
+        self.metrics.pending_commands.inc()
+        try:
+            await self._publish(self.config.topics.execution_commands, execution_id, value, correlation_id,
+                                "execution-commands")
+            remaining = max(self.config.result_timeout_s - (time.monotonic() - started), 0.001)
+            try:
+                result = await asyncio.wait_for(future, remaining)
+            except TimeoutError:
+                self.metrics.command_timeouts.labels(command).inc()
+                log.warning("%s command not answered within %.1fs", command, self.config.result_timeout_s,
+                            extra={"execution_id": execution_id, "command_id": command_id})
+                return None
+            self.metrics.command_results.labels(command, result["outcome"]).inc()
+            return result
+        finally:
+            results.discard(command_id)
+            self.metrics.pending_commands.dec()
+
+    def _execution_body(self, result: Mapping[str, Any]) -> dict[str, Any]:
+        snapshot = result.get("execution")
+        if snapshot is None:  # the processor always sends it with these outcomes
+            raise ApiProblem(Problems.INTERNAL_ERROR, "the processor's answer carries no execution")
+        return execution_view(snapshot)
+
+    # -- POST /rebalance/executions ----------------------------------------------------------
+
+    async def create_execution(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        key = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+        if key is None or not key.strip():
+            raise ApiProblem(Problems.IDEMPOTENCY_KEY_MISSING, f"send an {IDEMPOTENCY_KEY_HEADER} header")
+        if not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise ApiProblem(Problems.IDEMPOTENCY_KEY_INVALID,
+                             f"{IDEMPOTENCY_KEY_HEADER} must be 1 to 255 visible ASCII characters without spaces")
+        body = parse_body(await request.read(), models.CreateExecutionRequest)
+        try:
+            policy = ExecutionPolicy.model_validate(body.execution_policy.model_dump(mode="json"))
+        except ValidationError as invalid:
+            raise ApiProblem(Problems.VALIDATION_FAILED, "invalid execution_policy", errors=[
+                {"path": "execution_policy." + _path(d["loc"]), "code": d["type"], "message": d["msg"]}
+                for d in invalid.errors(include_url=False, include_input=False)
+            ]) from None
+        actor = Actor(requested_by=body.actor.requested_by, channel=body.actor.channel)
+        artifact = self._inline_artifact(body)
+        correlation_id = request[CORRELATION_ID]
+        execution_id = execution_id_for_key(key)
+        request[EXECUTION_ID] = execution_id
+        self._require_command_path()
+        command_id = commands.new_command_id()
+        value = commands.create_command(
+            command_id=command_id, execution_id=execution_id, correlation_id=correlation_id,
+            issued_at=datetime.now(UTC), idempotency_key=key,
+            request_hash=request_hash(body.proposal_id, body.version_no, policy, actor,
+                                      inline_artifact_hash=None if artifact is None else artifact.proposal_version_hash),
+            proposal_id=body.proposal_id, version_no=body.version_no, policy=policy, actor=actor, artifact=artifact,
+        )
+        log.info("create execution", extra={"execution_id": execution_id, "command_id": command_id,
+                                            "proposal_id": body.proposal_id, "version_no": body.version_no})
+        result = await self._command(command="create", command_id=command_id, execution_id=execution_id,
+                                     value=value, correlation_id=correlation_id, started=started)
+        self.metrics.execution_latency_ms.labels("submit").observe((time.monotonic() - started) * 1000)
+        outcome = "PENDING" if result is None else result["outcome"]
+        self.metrics.executions_created.labels(outcome).inc()
+        if result is None:
+            return json_response({
+                "execution_id": execution_id, "command_id": command_id, "status": "PENDING",
+                "detail": "queued; GET the Location, or repeat this request with the same Idempotency-Key",
+            }, 202, {"Location": _location(execution_id)})
+        if outcome in ("CREATED", "REPLAYED"):
+            return json_response(self._execution_body(result), 201 if outcome == "CREATED" else 200,
+                                 {"Location": _location(result["execution_id"])})
+        raise self._create_problem(result, execution_id)
+
+    def _inline_artifact(self, body: models.CreateExecutionRequest) -> ProposalArtifact | None:
+        if body.artifact is None:
+            return None
+        try:
+            artifact = parse_artifact(body.artifact.model_dump(mode="json"))
+        except ArtifactInvalid as invalid:
+            raise ApiProblem(Problems.INVALID_ARTIFACT, f"{len(invalid.problems)} problem(s) in the artifact", errors=[
+                {"path": f"artifact.{p.path}", "code": p.code, "message": p.message} for p in invalid.problems
+            ]) from None
+        if (artifact.proposal_id, artifact.version_no) != (body.proposal_id, body.version_no):
+            raise ApiProblem(Problems.INVALID_ARTIFACT, (
+                f"the artifact is {artifact.proposal_id} v{artifact.version_no}, "
+                f"the request names {body.proposal_id} v{body.version_no}"))
+        return artifact
+
+    @staticmethod
+    def _create_problem(result: Mapping[str, Any], execution_id: str) -> ApiProblem:
+        outcome = result["outcome"]
+        problem = result.get("problem") or {}
+        detail = problem.get("detail") or problem.get("title")
+        existing = result.get("existing_execution_id")
+        if outcome == "CONFLICT":
+            if existing == execution_id:
+                return ApiProblem(Problems.IDEMPOTENCY_KEY_CONFLICT, detail, existing_execution_id=existing)
+            return ApiProblem(Problems.PROPOSAL_VERSION_IN_USE, detail, existing_execution_id=existing)
+        if outcome == "NOT_FOUND":
+            return ApiProblem(Problems.PROPOSAL_NOT_FOUND, detail)
+        if outcome == "NOT_EXECUTABLE":
+            return ApiProblem(Problems.PROPOSAL_NOT_EXECUTABLE, detail)
+        if outcome == "INVALID":
+            artifact = "artifact" in (problem.get("title") or "").lower()
+            return ApiProblem(Problems.INVALID_ARTIFACT if artifact else Problems.INVALID_REQUEST, detail)
+        return ApiProblem(Problems.COMMAND_FAILED, detail or f"outcome {outcome}")
+
+    # -- GET /rebalance/executions/{execution_id} ----------------------------------------------
+
+    async def get_execution(self, request: web.Request) -> web.Response:
+        entry = await self._lookup(request.match_info["execution_id"])
+        return json_response(entry.body)
+
+    # -- GET /rebalance/executions ----------------------------------------------------------------
+
+    async def list_executions(self, request: web.Request) -> web.Response:
+        query = request.query
+        proposal_id = query.get("proposal_id")
+        if proposal_id is not None and not 1 <= len(proposal_id) <= 128:
+            raise ApiProblem(Problems.MALFORMED_REQUEST, "proposal_id must be 1 to 128 characters")
+        status = query.get("status")
+        if status is not None and status not in _EXECUTION_STATES:
+            raise ApiProblem(Problems.MALFORMED_REQUEST, f"status must be one of {', '.join(sorted(_EXECUTION_STATES))}")
+        from_us = _timestamp_param(query, "from")
+        to_us = _timestamp_param(query, "to")
+        limit_text = query.get("limit")
+        limit = DEFAULT_LIST_LIMIT
+        if limit_text is not None:
+            if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
+                raise ApiProblem(Problems.MALFORMED_REQUEST, f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
+            limit = int(limit_text)
+        digest = filters_digest(proposal_id, status, from_us, to_us)
+        after = None
+        if "cursor" in query:
+            try:
+                after = decode_cursor(query["cursor"], digest)
+            except InvalidCursor as invalid:
+                raise ApiProblem(Problems.INVALID_CURSOR, str(invalid)) from None
+        self._require_read_model()
+        # Everything committed before this request is listed: an execution whose create was
+        # answered is never missing from a page (bounded wait; stale rather than failing).
+        await self.backend.read_model.sync(self.config.read_sync_timeout_s)
+        entries, following = self.backend.read_model.index.page(
+            limit=limit, after=after, proposal_id=proposal_id, status=status, from_us=from_us, to_us=to_us)
+        return json_response({
+            "items": [entry.summary for entry in entries],
+            "next_cursor": None if following is None else encode_cursor(following, digest),
+            "limit": limit,
+        })
+
+    # -- POST /rebalance/executions/{execution_id}/cancel ----------------------------------------
+
+    async def cancel_execution(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        execution_id = request.match_info["execution_id"]
+        body = parse_body(await request.read(), models.CancelExecutionRequest)
+        await self._lookup(execution_id)
+        self._require_command_path()
+        correlation_id = request[CORRELATION_ID]
+        command_id = commands.new_command_id()
+        value = commands.cancel_command(
+            command_id=command_id, execution_id=execution_id, correlation_id=correlation_id,
+            issued_at=datetime.now(UTC), actor=Actor(body.actor.requested_by, body.actor.channel), reason=body.reason,
+        )
+        log.info("cancel execution", extra={"execution_id": execution_id, "command_id": command_id})
+        result = await self._command(command="cancel", command_id=command_id, execution_id=execution_id,
+                                     value=value, correlation_id=correlation_id, started=started)
+        headers = {"Location": _location(execution_id)}
+        if result is None:
+            return json_response({"execution_id": execution_id, "command_id": command_id, "cancel": "PENDING",
+                                  "execution": None}, 202, headers)
+        outcome = result["outcome"]
+        detail = (result.get("problem") or {}).get("detail")
+        if outcome == "CANCEL_ACCEPTED":
+            return json_response({"execution_id": execution_id, "command_id": command_id, "cancel": "ACCEPTED",
+                                  "execution": self._execution_body(result)}, 202, headers)
+        if outcome == "CANCEL_REJECTED":
+            raise ApiProblem(Problems.CANCEL_REJECTED, detail, execution_id=execution_id)
+        if outcome == "NOT_FOUND":
+            raise ApiProblem(Problems.EXECUTION_NOT_FOUND, detail, execution_id=execution_id)
+        raise ApiProblem(Problems.COMMAND_FAILED, detail or f"outcome {outcome}")
+
+    # -- POST /rebalance/executions/{execution_id}/events (OMS webhook) ----------------------------
+
+    async def receive_order_event(self, request: web.Request) -> web.Response:
+        execution_id = request.match_info["execution_id"]
+        raw = await request.read()
+        try:
+            self.verifier.verify(request.headers.get(SIGNATURE_HEADER), raw, now=self._clock())
+        except SignatureError as error:
+            self.metrics.webhook_events.labels(error.failure.value).inc()
+            log.warning("webhook refused: %s", error, extra={"execution_id": execution_id})
+            kind = Problems.STALE_SIGNATURE if error.failure is SignatureFailure.STALE else Problems.INVALID_SIGNATURE
+            raise ApiProblem(kind, str(error)) from None
+        try:
+            event_request = parse_body(raw, models.OrderEventRequest)
+            if event_request.execution_id not in (None, execution_id):
+                raise ApiProblem(Problems.VALIDATION_FAILED, "execution_id in the body differs from the path",
+                                 errors=[{"path": "execution_id", "code": "mismatch",
+                                          "message": "must equal the execution id of the path"}])
+        except ApiProblem:
+            self.metrics.webhook_events.labels("invalid").inc()
+            raise
+        try:
+            entry = await self._lookup(execution_id)
+        except ApiProblem as problem:
+            if problem.kind is Problems.EXECUTION_NOT_FOUND:
+                self.metrics.webhook_events.labels("unknown_execution").inc()
+            raise
+        if event_request.ticket_id not in entry.ticket_ids:
+            self.metrics.webhook_events.labels("unknown_ticket").inc()
+            raise ApiProblem(Problems.UNKNOWN_TICKET,
+                             f"ticket {event_request.ticket_id} is not a ticket of execution {execution_id}",
+                             execution_id=execution_id)
+        event = webhook.order_event(event_request, execution_id, raw)
+        value = commands.order_event_value(webhook.order_event_record(event))
+        await self._publish(self.config.topics.order_events, execution_id, value, request[CORRELATION_ID],
+                            "order-events")
+        self.metrics.webhook_events.labels("accepted").inc()
+        log.info("order event %s accepted", event.event_type.value, extra={
+            "execution_id": execution_id, "ticket_id": event.ticket_id, "event_id": event.event_id,
+            "external_order_id": event.external_order_id,
+        })
+        return json_response({"event_id": event.event_id, "execution_id": execution_id,
+                              "ticket_id": event.ticket_id}, 202)
+
+    # -- operations -------------------------------------------------------------------------------
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return json_response(self._openapi)
+
+    async def metrics_endpoint(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        alive, _, checks = self.backend.checks()
+        return json_response({"status": "ok" if alive else "failing", "checks": checks}, 200 if alive else 503)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        _, ready, checks = self.backend.checks()
+        return json_response({"status": "ready" if ready else "not-ready", "checks": checks}, 200 if ready else 503)

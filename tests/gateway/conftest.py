@@ -1,0 +1,35 @@
+"""Fixtures of the gateway tests: a real processor (tests/processor/processor_testkit.py) and the
+real gateway on a loopback port, shared by the end-to-end tests of a session."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_HERE = Path(__file__).resolve().parent
+for _path in (str(_HERE), str(_HERE.parent / "processor")):
+    if _path not in sys.path:
+        sys.path.append(_path)
+
+from gateway_testkit import Client, LiveGateway, Stack, gateway_config  # noqa: E402
+from processor_testkit import ProcessorHarness  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One processor and one gateway for the end-to-end tests; tests isolate themselves by
+    using their own proposal ids and idempotency keys."""
+    harness = ProcessorHarness(kafka_bootstrap, tmp_path_factory.mktemp("gateway-stack"))
+    gateway = None
+    try:
+        harness.start("p1")
+        gateway = LiveGateway(gateway_config(harness))
+        gateway.wait_ready()
+        yield Stack(harness, gateway, Client(gateway.url))
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        harness.close()

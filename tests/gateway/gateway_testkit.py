@@ -1,0 +1,190 @@
+"""Runs the real gateway (aiohttp app + its Kafka clients) on a free loopback port, in a thread
+with its own event loop, next to real processors from `processor_testkit`; and a small HTTP
+client for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from aiohttp import web
+from processor_testkit import ProcessorHarness, ScriptedOms, load_sample, wait_until
+
+from execution_domain.proposal import seal_artifact
+from processor import translate
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.webhook import signature_header
+from kafka_client.settings import KafkaSettings
+
+TOKEN = "test-token-" + uuid.uuid4().hex
+WEBHOOK_SECRET = "whsec-" + uuid.uuid4().hex
+OLD_WEBHOOK_SECRET = "whsec-old-" + uuid.uuid4().hex
+
+
+def gateway_config(harness: ProcessorHarness, **overrides: Any) -> GatewayConfig:
+    settings: dict[str, Any] = {
+        "kafka": KafkaSettings(harness.bootstrap),
+        "topics": harness.topics,
+        "application_id": harness.application_id,
+        "instance_id": f"gw-{uuid.uuid4().hex[:6]}",
+        "api_tokens": (TOKEN,),
+        "webhook_secrets": (WEBHOOK_SECRET, OLD_WEBHOOK_SECRET),
+        "result_timeout_s": 10.0,
+    }
+    settings.update(overrides)
+    return GatewayConfig(**settings)
+
+
+class LiveGateway:
+    """The gateway served by a real aiohttp AppRunner on 127.0.0.1:<free port>."""
+
+    def __init__(self, config: GatewayConfig, **app_options: Any) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop", daemon=True)
+        self._thread.start()
+        self.app = create_app(config, **app_options)
+        self._runner: web.AppRunner | None = None
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _start(self) -> int:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        return int(self._runner.addresses[0][1])
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        wait_until(lambda: requests.get(f"{self.url}/readyz", timeout=5).status_code == 200, timeout_s,
+                   interval_s=0.1, what="gateway /readyz")
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(60)
+            self._runner = None
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+class Client:
+    """requests, with the bearer token and a correlation id per call."""
+
+    def __init__(self, base_url: str, token: str | None = TOKEN) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+        if token is not None:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.request(method, self.base_url + path, timeout=30, **kwargs)
+
+    def create(self, body: dict[str, Any], key: str | None, **headers: str) -> requests.Response:
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.request("POST", "/rebalance/executions", json=body, headers=headers)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post_event(self, execution_id: str, raw: bytes, signature: str | None) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        if signature is not None:
+            headers["X-Signature"] = signature
+        # No bearer token: the webhook authenticates by its signature alone.
+        return requests.post(f"{self.base_url}/rebalance/executions/{execution_id}/events", data=raw,
+                             headers=headers, timeout=30)
+
+
+def unique_proposal(sample: str, label: str, **changes: Any) -> dict[str, Any]:
+    """A sample proposal under a proposal id no other test uses, sealed (valid hash)."""
+    raw = load_sample(sample)
+    raw["proposal_id"] = f"prop_{label}_{uuid.uuid4().hex[:8]}"
+    raw.update(changes)
+    return seal_artifact(raw)
+
+
+def create_body(proposal: dict[str, Any], *, policy: dict[str, Any] | None = None,
+                inline: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "proposal_id": proposal["proposal_id"],
+        "version_no": proposal["version_no"],
+        "execution_policy": {"max_slippage_bps": "25", **(policy or {})},
+        "actor": {"requested_by": "advisor_001", "channel": "ADVISOR_APP"},
+    }
+    if inline:
+        body["artifact"] = proposal
+    return body
+
+
+def new_key(label: str = "k") -> str:
+    return f"{label}-{uuid.uuid4().hex}"
+
+
+def event_body(ticket_id: str, event_type: str, *, event_id: str | None = None, details: dict[str, Any] | None = None,
+               external_order_id: str | None = "OMS-1", occurred_at: datetime | None = None) -> bytes:
+    body: dict[str, Any] = {
+        "source": "OMS_X",
+        "event_type": event_type,
+        "external_order_id": external_order_id,
+        "ticket_id": ticket_id,
+        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+        "details": details or {},
+    }
+    if event_id is not None:
+        body["event_id"] = event_id
+    return json.dumps(body).encode()
+
+
+def sign(raw: bytes, secrets: str | Iterable[str] = WEBHOOK_SECRET, at: int | None = None) -> str:
+    return signature_header(secrets, raw, at if at is not None else int(time.time()))
+
+
+@dataclass
+class Stack:
+    harness: ProcessorHarness
+    gateway: LiveGateway
+    client: Client
+
+    def publish(self, proposal: dict[str, Any]) -> None:
+        self.harness.publish_proposal(proposal)
+
+    def wait_execution(self, execution_id: str, predicate: Any, timeout_s: float = 30) -> dict[str, Any]:
+        """GET the execution until `predicate(body)` holds."""
+        def check() -> dict[str, Any] | None:
+            response = self.client.get(f"/rebalance/executions/{execution_id}")
+            if response.status_code == 200 and predicate(body := response.json()):
+                return body
+            return None
+        return wait_until(check, timeout_s, interval_s=0.05, what=f"execution {execution_id} to match")
+
+
+class ExecutionOms(ScriptedOms):
+    """`ScriptedOms` answering only one execution's instructions (the stack is shared by tests)."""
+
+    def __init__(self, harness: ProcessorHarness, execution_id: str, **options: Any) -> None:
+        super().__init__(harness, **options)
+        self.execution_id = execution_id
+
+    def pump(self) -> int:
+        instructions = self.harness.instructions(self.execution_id)
+        new = instructions[self._seen:]
+        self._seen = len(instructions)
+        for instruction in new:
+            ticket = translate.ticket_from_record(instruction["ticket"])
+            if instruction["instruction"] == "SUBMIT":
+                self.provider.submit_tickets(instruction["execution_id"], [ticket])
+            else:
+                self.provider.cancel_ticket(ticket.ticket_id)
+        self.harness.send_events(self.provider.drain_events())
+        return len(new)

@@ -11,7 +11,7 @@ import threading
 from kafka_client import settings as kafka_settings
 from mock_oms.engine import Faults, MockOmsEngine
 from mock_oms.scenarios import SCENARIOS, ScenarioBook
-from mock_oms.service import KafkaDelivery, MockOmsService
+from mock_oms.service import KafkaDelivery, MockOmsService, WebhookDelivery
 from observability import json_logging
 
 
@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-ms", default="20,120", help="MIN,MAX simulated latency per report")
     parser.add_argument("--duplicate-rate", type=float, default=0.0, help="chance a report is sent twice")
     parser.add_argument("--reorder-rate", type=float, default=0.0, help="chance two reports swap places")
+    parser.add_argument("--delivery", choices=("kafka", "webhook"), default="kafka",
+                        help="publish order events to Kafka, or POST them to the gateway's signed webhook")
+    parser.add_argument("--gateway-url", default=os.environ.get("MOCK_OMS_GATEWAY_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--webhook-secret", default=os.environ.get("MOCK_OMS_WEBHOOK_SECRET"),
+                        help="HMAC secret shared with the gateway (env MOCK_OMS_WEBHOOK_SECRET)")
     return parser
 
 
@@ -40,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         faults=Faults(args.duplicate_rate, args.reorder_rate),
     )
     base = kafka_settings.from_arguments(args).base_config()
-    delivery = KafkaDelivery(base, args.order_events_topic)
+    if args.delivery == "webhook":
+        if not args.webhook_secret:
+            raise SystemExit("--delivery webhook needs --webhook-secret or MOCK_OMS_WEBHOOK_SECRET")
+        delivery: KafkaDelivery | WebhookDelivery = WebhookDelivery(args.gateway_url, args.webhook_secret)
+    else:
+        delivery = KafkaDelivery(base, args.order_events_topic)
     service = MockOmsService(base, tickets_topic=args.tickets_topic, group_id=args.group_id, engine=engine,
                              deliver=delivery)
     stop = threading.Event()

@@ -1,4 +1,4 @@
-"""The mock OMS process: consumes trade-tickets, answers on order-events (or the webhook).
+"""The mock OMS process: consumes trade-tickets, answers on order-events or the gateway's webhook.
 
 Instructions are read with `read_committed` (an OMS must never act on an aborted release);
 each answer is scheduled at its simulated latency and delivered when due.
@@ -10,12 +10,16 @@ import heapq
 import itertools
 import logging
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import orjson
 from confluent_kafka import Consumer, Producer
 
 from execution_domain import OrderEvent
+from gateway.webhook import SIGNATURE_HEADER, signature_header
 from mock_oms.engine import MockOmsEngine
 from processor import translate
 from wire import serde
@@ -43,6 +47,41 @@ class KafkaDelivery:
 
     def flush(self) -> None:
         self._producer.flush(10)
+
+
+class WebhookDelivery:
+    """Delivers order events through the gateway's signed webhook (RFC 5.4 option A), as an
+    OMS that calls back over HTTP would: `X-Signature: t=<unix>,v1=<hmac>` over "<t>.<body>"."""
+
+    def __init__(self, gateway_url: str, secret: str, *, timeout_s: float = 10, attempts: int = 5) -> None:
+        self._url = gateway_url.rstrip("/")
+        self._secret = secret
+        self._timeout_s = timeout_s
+        self._attempts = attempts
+        self.rejected: list[tuple[int, str]] = []
+
+    def __call__(self, event: OrderEvent) -> None:
+        body = orjson.dumps(event.to_primitive())
+        for attempt in range(self._attempts):
+            request = urllib.request.Request(
+                f"{self._url}/rebalance/executions/{event.execution_id}/events", data=body, method="POST",
+                headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature_header(self._secret, body)},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout_s):
+                    return
+            except urllib.error.HTTPError as error:
+                if error.code < 500:  # refused: retrying the same body cannot help
+                    self.rejected.append((error.code, error.read().decode(errors="replace")))
+                    log.warning("webhook refused %s: HTTP %d", event.event_id, error.code)
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2 * (attempt + 1))  # gateway busy or restarting: the same body dedups
+        raise RuntimeError(f"webhook delivery of {event.event_id} failed after {self._attempts} attempts")
+
+    def flush(self) -> None:
+        pass
 
 
 class MockOmsService:

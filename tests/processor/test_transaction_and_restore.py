@@ -114,7 +114,8 @@ def test_restore_rebuilds_an_empty_store_and_skips_aborted_changelog_writes(
     assert {key: fresh.get(key) for key in (b"k0", b"k1", b"k2", b"shared")} == {
         b"k0": b"v0", b"k1": b"v1", b"k2": b"v2", b"shared": b"s2",
     }
-    assert fresh.changelog_next_offset == result.end_offset
+    # The abort marker may land after the end was read: the store then resumes past it.
+    assert fresh.changelog_next_offset >= result.end_offset
 
 
 def test_restore_of_a_surviving_store_replays_only_the_changelog_tail(

@@ -82,13 +82,16 @@ def restore_store(
                     error = message.error()
                     if error is not None:
                         if error.code() == KafkaError._PARTITION_EOF:
+                            # The EOF event's offset is the end the fetch reached (past commit
+                            # markers and aborted records). Not consumer.position(): librdkafka
+                            # moves that one past the EOF offset, and a checkpoint one too far
+                            # would skip the next record written at the end.
+                            position = max(position, message.offset())
                             continue
                         raise RestoreError(f"changelog read failed: {error}")
                     pending[message.key()] = message.value()
                     restored += 1
-                # The position also moves past transaction markers and aborted records.
-                current = consumer.position([partition])[0].offset
-                position = current if current >= 0 else position
+                    position = message.offset() + 1
                 if len(pending) >= _FLUSH_EVERY or position >= end:
                     store.write_batch(pending, position)
                     pending = {}

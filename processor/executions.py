@@ -79,11 +79,41 @@ def _decode(codec: serde.Codec, message: Message) -> dict[str, Any]:
     return codec.decode(message.value(), topic=message.topic(), partition=message.partition(), offset=message.offset())
 
 
-def _encode_execution(execution: Execution) -> bytes:
-    return orjson.dumps(execution.to_primitive())
+# JSON of immutable parts, encoded once: a log entry never changes once appended, nor does the
+# definition. Re-encoding the whole log of every changed execution at every commit was the top of
+# the profile after the state-change encoding (docs/benchmarks.md). Keyed by id(); each value holds
+# its object, so that id cannot be reused while cached.
+_ENTRY_JSON: dict[int, tuple[object, bytes]] = {}
+_ENTRY_JSON_LIMIT = 200_000
+_DEFINITION_JSON: dict[int, tuple[object, bytes]] = {}
+_DEFINITION_JSON_LIMIT = 50_000
+_RECORD_JSON: dict[int, tuple[object, bytes]] = {}
+_RECORD_JSON_LIMIT = 50_000
 
 
-def _decode_execution(raw: bytes) -> Execution:
+def _cached_json(cache: dict[int, tuple[object, bytes]], limit: int, value: Any) -> bytes:
+    hit = cache.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    data = orjson.dumps(value.to_primitive())
+    if len(cache) >= limit:
+        cache.clear()
+    cache[id(value)] = (value, data)
+    return data
+
+
+def encode_stored_execution(execution: Execution) -> bytes:
+    """The bytes of ``orjson.dumps(execution.to_primitive())``, built from cached JSON of the
+    immutable parts (definition, ticket records, log entries) and the small rest encoded afresh."""
+    definition = _cached_json(_DEFINITION_JSON, _DEFINITION_JSON_LIMIT, execution.definition)
+    # A ticket record is replaced when its ticket changes: the others keep their cached JSON.
+    tickets = b",".join([_cached_json(_RECORD_JSON, _RECORD_JSON_LIMIT, r) for r in execution.records.values()])
+    entries = b",".join([_cached_json(_ENTRY_JSON, _ENTRY_JSON_LIMIT, entry) for entry in execution.log])
+    rest = orjson.dumps(execution.bookkeeping_primitive())  # '{"state":...}', never empty
+    return b"".join((b'{"definition":', definition, b',"tickets":[', tickets, b'],"log":[', entries, b"],", rest[1:]))
+
+
+def decode_stored_execution(raw: bytes) -> Execution:
     return Execution.from_primitive(orjson.loads(raw))
 
 
@@ -92,7 +122,7 @@ class ExecutionFolding:
         self._outputs = outputs
         self._metrics = metrics
         self._provider = KafkaExecutionProvider(outputs)
-        self.executions: StateCache[Execution] = StateCache(b"x/", _encode_execution, _decode_execution)
+        self.executions: StateCache[Execution] = StateCache(b"x/", encode_stored_execution, decode_stored_execution)
         self.admissions: StateCache[dict[str, Any]] = StateCache(b"a/", orjson.dumps, orjson.loads)
 
     # -- commands from the gateway -----------------------------------------------------
@@ -235,10 +265,11 @@ class ExecutionFolding:
         if outcome.entry is None:
             return execution
         seq = outcome.entry.seq
-        self._outputs.state_change(txn, translate.state_change_record(
+        self._outputs.state_change_spliced(txn, translate.state_change_record(
             change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=cause.at,
             correlation_id=cause.correlation_id, cause_kind=cause.kind, cause_id=cause.id, outcomes=outcome,
-        ))
+            with_events=False,
+        ), execution)
         self._observe(outcome)
         if outcome.cancel_requests or outcome.tickets_to_submit:
             with self._provider.bound(txn, execution, correlation_id=cause.correlation_id, issued_at=cause.at,

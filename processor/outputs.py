@@ -10,7 +10,9 @@ from datetime import datetime
 
 from confluent_kafka import Message
 
+from execution_domain import Execution
 from processor.config import TopicNames
+from processor.lifecycle_encoding import EncodedLifecycleCache
 from processor.transaction import Headers, ProcessingTransaction
 from wire import serde
 from wire.topics import CORRELATION_ID_HEADER
@@ -21,6 +23,18 @@ _COMMAND_RESULT = serde.codec("CommandResult")
 _STATE_CHANGE = serde.codec("ExecutionStateChange")
 _TICKET_INSTRUCTION = serde.codec("TicketInstruction")
 _DEAD_LETTER = serde.codec("DeadLetter")
+
+
+_LIFECYCLE = EncodedLifecycleCache()
+
+
+def encode_state_change_spliced(record: dict, execution: Execution) -> bytes:
+    """An ExecutionStateChange record built with ``with_events=False``, encoded with the snapshot's
+    lifecycle rows spliced in already encoded (`EncodedLifecycleCache`): the bytes of the plain
+    encoding of the record with its events."""
+    count, rows = _LIFECYCLE.encoded(execution)
+    tail = serde.zigzag_varint(record["execution"]["anomaly_count"])
+    return serde.splice_array_before_tail(_STATE_CHANGE.encode(record), tail, count, rows)
 
 
 def _headers(correlation_id: str | None) -> Headers | None:
@@ -53,6 +67,13 @@ class Outputs:
     def state_change(self, txn: ProcessingTransaction, record: dict) -> None:
         txn.produce(
             self._topics.execution_state_changes, _STATE_CHANGE.encode(record),
+            key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
+        )
+
+    def state_change_spliced(self, txn: ProcessingTransaction, record: dict, execution: Execution) -> None:
+        """A state change built with ``with_events=False`` (see `encode_state_change_spliced`)."""
+        txn.produce(
+            self._topics.execution_state_changes, encode_state_change_spliced(record, execution),
             key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
         )
 

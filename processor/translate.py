@@ -54,6 +54,7 @@ __all__ = [
     "artifact_from_record",
     "artifact_to_record",
     "cancel_request_from_record",
+    "lifecycle_rows",
     "create_command_from_record",
     "order_event_from_record",
     "order_event_to_record",
@@ -375,7 +376,7 @@ _ROWS_CACHE: dict[int, tuple[LogEntry, int, tuple[Record, ...]]] = {}
 _ROWS_CACHE_LIMIT: Final = 20_000
 
 
-def _lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
+def lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
     cached = _ROWS_CACHE.get(id(entry))
     if cached is not None and cached[0] is entry and cached[1] == first_seq:
         return cached[2]
@@ -399,7 +400,7 @@ def _lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
     return rows
 
 
-def snapshot_record(execution: Execution) -> Record:
+def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record:
     """The ExecutionSnapshot record: summary, every ticket with where it stands, the lifecycle log.
 
     - ``updated_at`` is the time of the last log entry (the input's own time: an order event's
@@ -410,7 +411,8 @@ def snapshot_record(execution: Execution) -> Record:
       show as ``overfill_qty``.
 
     The record is for encoding and read-only: its lifecycle row dicts are shared with other
-    snapshots of the same execution (see ``_lifecycle_rows``).
+    snapshots of the same execution (see ``lifecycle_rows``); with ``with_events=False`` its
+    ``events`` array is empty and the encoder splices the rows in (processor.lifecycle_encoding).
     """
     definition = execution.definition
     proposal = definition.proposal
@@ -437,10 +439,13 @@ def snapshot_record(execution: Execution) -> Record:
             }
         )
     events: list[Record] = []
-    anomalies = 0
-    for entry in execution.log:
-        anomalies += len(entry.anomalies)
-        events.extend(_lifecycle_rows(entry, len(events) + 1))
+    if with_events:
+        anomalies = 0
+        for entry in execution.log:
+            anomalies += len(entry.anomalies)
+            events.extend(lifecycle_rows(entry, len(events) + 1))
+    else:  # the caller splices the encoded rows in (processor.lifecycle_encoding)
+        anomalies = sum(len(entry.anomalies) for entry in execution.log)
     return {
         "execution_id": definition.execution_id,
         "proposal_id": proposal.proposal_id,
@@ -496,6 +501,7 @@ def state_change_record(
     cause_id: str,
     outcomes: Outcome | Sequence[Outcome],
     execution: Execution | None = None,
+    with_events: bool = True,
 ) -> Record:
     """An ExecutionStateChange record for what one input did.
 
@@ -547,7 +553,7 @@ def state_change_record(
         if before == after
         else (EXECUTION_TRANSITION, {"from_state": before, "to_state": after}),
         "ticket_transitions": transitions,
-        "execution": snapshot_record(final),
+        "execution": snapshot_record(final, with_events=with_events),
     }
 
 

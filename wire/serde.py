@@ -183,3 +183,47 @@ def writer_schema(data: bytes) -> str | None:
     if isinstance(data, _BYTES_LIKE) and len(data) >= HEADER_SIZE and bytes(data[: len(MARKER)]) == MARKER:
         return _KNOWN.get(bytes(data[len(MARKER) : HEADER_SIZE]))
     return None
+
+
+# -- pre-encoded fragments ---------------------------------------------------------------------------
+#
+# A record that repeats a long, append-only array in every message (the lifecycle log of an
+# ExecutionSnapshot) need not be re-encoded from scratch each time: the encoder of the array's
+# item type gives each item's bytes once, and `splice_array_before_tail` puts the array into a
+# record encoded with that array empty. The result is byte for byte what `encode` gives for the
+# whole record (fastavro writes a non-empty array as one block: count, items, 0).
+
+
+def body_encoder(type_name: str):
+    """A function giving the schemaless Avro body of one value of named type `type_name` (no header)."""
+    schemas = load()
+    parsed = schemas.compile(type_name).parsed
+
+    def encode_body(record: Mapping[str, Any]) -> bytes:
+        out = BytesIO()
+        schemaless_writer(out, parsed, record, strict_allow_default=True)
+        return out.getvalue()
+
+    return encode_body
+
+
+def zigzag_varint(value: int) -> bytes:
+    """An Avro int/long: zig-zag, then base-128 varint."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def splice_array_before_tail(encoded: bytes, tail: bytes, count: int, items: bytes) -> bytes:
+    """`encoded` is a record whose last field is `tail` (its encoded bytes) preceded by an empty
+    array (one 0 byte); returns it with that array holding `count` pre-encoded `items`."""
+    cut = len(encoded) - len(tail) - 1
+    if encoded[cut:] != b"\x00" + tail:
+        raise ValueError("the record does not end with an empty array followed by the given tail")
+    if count == 0:
+        return encoded
+    return b"".join((encoded[:cut], zigzag_varint(count), items, b"\x00", tail))

@@ -49,14 +49,14 @@ def main() -> None:
     def fold(value: bytes, state) -> bytes | None:
         record = _ORDER_EVENT.decode(value, topic=input_topic, partition=0, offset=0)
         event = translate.order_event_from_record(record)
-        execution = state.get("x")
+        execution = state.get(b"x")
         if execution is None:
             execution = decode_stored_execution(seed[event.execution_id])
         outcome = apply_order_event(execution, event)
         if outcome.entry is None:
             return None
         updated = outcome.execution
-        state.set("x", updated)
+        state.set(b"x", updated)
         seq = outcome.entry.seq
         return encode_state_change_spliced(translate.state_change_record(
             change_id=f"{updated.execution_id}/{seq}", sequence=seq, occurred_at=event.occurred_at,

@@ -500,8 +500,8 @@ class Bench:
         n_cap = a.capacity_creates
         log(f"gateway: publishing {n_lat + n_half + n_cap} proposals for creates")
         plans = sf.build_executions(self.rng, n_lat + n_half + n_cap, f"gw{self.run_id}")
-        half_plans, plans = plans[:n_half], plans[n_half:]
         publish_and_create(self.bootstrap, self.app, plans, creates=False)
+        half_plans, plans = plans[:n_half], plans[n_half:]
         admin = self.admin
         total = end_offsets(self.bootstrap, self.app.topics.approved_proposals)
         wait_for(lambda: group_committed(admin, self.app.application_id, self.app.topics.approved_proposals,
@@ -517,7 +517,8 @@ class Bench:
             for name, batch, rate in (("create_latency_half", half_plans, a.create_rate / 2),
                                       ("create_latency", plans[:n_lat], a.create_rate)):
                 self.results[name] = r = asyncio.run(create_latency(port, token, batch, rate))
-                log(f"  create at {rate}/s: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, {r['ok']}/{r['sent']} 201")
+                log(f"  create at {rate}/s: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                    f"{r['ok']}/{r['sent']} 201{r.get('other', '')}")
             self.results["create_capacity"] = asyncio.run(create_capacity(port, token, plans[n_lat:], a.capacity_seconds))
             log(f"  creates at saturation: {self.results['create_capacity']['rps']:.0f}/s")
             targets = [(plan.execution_id, [t.ticket_id for t in plan.tickets]) for plan in self.lat_plans]

@@ -122,7 +122,7 @@ class ProcessorLoop:
         try:
             while not should_stop():
                 self.last_loop_at = time.monotonic()
-                messages = self._consumer.consume(self._settings.batch_size, timeout=self._settings.poll_timeout_s)
+                messages = self._next_batch()
                 if messages:
                     self._process(messages)
                 if self._txn is not None and (
@@ -142,6 +142,21 @@ class ProcessorLoop:
             del self._producer, self._consumer, self._restore_consumer
 
     # -- processing --------------------------------------------------------------------
+
+    def _next_batch(self) -> list[Message]:
+        """Up to batch_size records, without waiting for more once one is there.
+
+        `consume(n, timeout)` waits until it has n records or the timeout passes: under light
+        load every record would wait out the poll timeout before it is even folded. So take
+        what is queued; if nothing is, wait for the first record only, then take what came with it.
+        """
+        size = self._settings.batch_size
+        messages = self._consumer.consume(size, timeout=0)
+        if not messages:
+            messages = self._consumer.consume(1, timeout=self._settings.poll_timeout_s)
+            if messages and size > 1:
+                messages.extend(self._consumer.consume(size - 1, timeout=0))
+        return messages
 
     def _process(self, messages: list[Message]) -> None:
         if self._txn is None:

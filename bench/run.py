@@ -66,6 +66,16 @@ def log(message: str) -> None:
 # -- processes ------------------------------------------------------------------------------------
 
 
+def peak_rss_mb(proc: subprocess.Popen) -> float:
+    """The process's peak resident set size so far (VmHWM), in MB; NaN once it has exited."""
+    try:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+    except OSError:
+        return float("nan")
+    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+    return float("nan") if kb is None else kb / 1024
+
+
 class Procs:
     """Every process the bench starts; each stopped by its own PID."""
 
@@ -383,17 +393,20 @@ class Bench:
                                           f"limit-{self.run_id}", "--result", str(result_file)])
         outside = measure_drain(self.admin, f"limit-{self.run_id}", t.order_events, self.P, self.total, proc, timeout)
         wait_for(result_file.exists, 30, "the pass-through's own timing")
+        limit_rss = peak_rss_mb(proc)
         self.procs.stop(proc)
         # It drains the stream within a few looks from outside: timed inside (first record consumed
         # until the stream's end is committed), which the outside look bounds from below.
         inside = json.loads(result_file.read_text())
-        self.results["limit"] = {**inside, "eps": inside["events"] / inside["seconds"], "outside_eps": outside["eps"]}
+        self.results["limit"] = {**inside, "eps": inside["events"] / inside["seconds"], "outside_eps": outside["eps"],
+                                 "rss_mb": limit_rss}
         log(f"  limit: {self.results['limit']['eps']:,.0f} events/s")
 
         log("throughput: the processor (real fold, exactly-once)")
         proc = self.app.spawn(self.procs, self.state, "processor-throughput", port=0)
         self.results["processor"] = measure_drain(self.admin, self.app.application_id, t.order_events, self.P,
                                                   self.total, proc, timeout)
+        self.results["processor"]["rss_mb"] = peak_rss_mb(proc)
         self.procs.stop(proc)
         log(f"  processor: {self.results['processor']['eps']:,.0f} events/s")
         self.results["processor_outputs"] = end_offsets(self.bootstrap, t.execution_state_changes)
@@ -405,6 +418,7 @@ class Bench:
         try:
             self.results["peer"] = measure_drain(self.admin, group, t.order_events, self.P, self.total, proc,
                                                  self.args.peer_seconds)
+            self.results["peer"]["rss_mb"] = peak_rss_mb(proc)
         finally:
             self.procs.stop(proc)
         log(f"  peer: {self.results['peer']['eps']:,.0f} events/s")
@@ -525,6 +539,7 @@ class Bench:
             self.results["webhook_capacity"] = asyncio.run(webhook_capacity(port, secret, token, targets,
                                                                             a.capacity_seconds))
             log(f"  webhook events at saturation: {self.results['webhook_capacity']['rps']:.0f}/s")
+            self.results["webhook_capacity"]["gateway_rss_mb"] = peak_rss_mb(gw)
         finally:
             self.procs.stop(gw)
 
@@ -556,6 +571,7 @@ class Bench:
         rebuild = wait_for(lambda: http_get_status(port, "/readyz") == 200, 300, "rebuild from the changelog", 0.02)
         log(f"  rebuild from changelog (empty state dir): {rebuild:.2f}s")
         time.sleep(1.0)
+        rebuild_rss = peak_rss_mb(proc)
         self.procs.stop(proc, sig=signal.SIGKILL)
         proc = app.spawn(self.procs, state, "processor-recovery-restart", port=port, log_level="INFO")
         restart = wait_for(lambda: http_get_status(port, "/readyz") == 200, 300, "restart after SIGKILL", 0.02)
@@ -563,6 +579,7 @@ class Bench:
         log(f"  restart after SIGKILL to ready: {restart:.2f}s")
         del started
         self.results["recovery"] = {"executions": n, "bytes": size, "rebuild_s": rebuild, "restart_s": restart,
+                                    "rebuild_rss_mb": rebuild_rss,
                                     "rebuild_restore_s": restore_seconds(self.work / "processor-recovery.log"),
                                     "restart_restore_s": restore_seconds(self.work / "processor-recovery-restart.log"),
                                     "restart_rebuilt": "rebuilding" in (self.work / "processor-recovery-restart.log")
@@ -592,15 +609,17 @@ class Bench:
         s = r.get("stream", {"events": 0})
         if "processor" in r:
             lim, proc = r["limit"]["eps"], r["processor"]["eps"]
-            row("limit: raw transactional pass-through", f"{lim:,.0f} events/s")
-            row("processor: real fold, exactly-once", f"{proc:,.0f} events/s", "≥ 30,000 events/s",
+            row("limit: raw transactional pass-through", f"{lim:,.0f} events/s (peak RSS {r['limit']['rss_mb']:.0f} MB)")
+            row("processor: real fold, exactly-once",
+                f"{proc:,.0f} events/s (peak RSS {r['processor']['rss_mb']:.0f} MB)", "≥ 30,000 events/s",
                 check(proc, TARGETS["processor_eps"]))
             row("processor / limit", f"{proc / lim:.3f}", "≥ 0.60", check(proc / lim, TARGETS["vs_limit"]))
             if "peer" in r:
                 peer = r["peer"]["eps"]
                 part = (f" (bounded run: first {r['peer']['events']:,} of {s['events']:,} events)"
                         if r["peer"].get("incomplete") else "")
-                row("peer: quixstreams, exactly-once, RocksDB", f"{peer:,.0f} events/s{part}")
+                row("peer: quixstreams, exactly-once, RocksDB",
+                    f"{peer:,.0f} events/s{part} (peak RSS {r['peer'].get('rss_mb', float('nan')):.0f} MB)")
                 row("processor / peer", f"{proc / peer:.2f}", "≥ 2.0", check(proc / peer, TARGETS["vs_peer"]))
         if "profile" in r:
             row("processor under pyinstrument (profile run)", f"{r['profile']['eps_profiled']:,.0f} events/s")
@@ -627,11 +646,13 @@ class Bench:
         if "webhook_capacity" in r:
             c = r["webhook_capacity"]
             row("gateway webhook events at saturation", f"{c['rps']:,.0f} 202/s over {c['seconds']:.0f} s, "
-                f"concurrency {c['concurrency']}, p99 {c['p99']:.0f} ms{c.get('other', '')}")
+                f"concurrency {c['concurrency']}, p99 {c['p99']:.0f} ms{c.get('other', '')}; "
+                f"gateway peak RSS {c.get('gateway_rss_mb', float('nan')):.0f} MB")
         if "recovery" in r:
             c = r["recovery"]
             row(f"rebuild from changelog, empty state dir ({c['executions']:,} executions, "
-                f"{c['bytes'] / 1e6:.0f} MB)", f"{c['rebuild_s']:.1f} s to ready (restore {c['rebuild_restore_s']:.1f} s)")
+                f"{c['bytes'] / 1e6:.0f} MB)", f"{c['rebuild_s']:.1f} s to ready (restore {c['rebuild_restore_s']:.1f} s; "
+                f"processor peak RSS {c['rebuild_rss_mb']:.0f} MB)")
             row(f"restart after SIGKILL ({c['executions']:,} executions in state)",
                 f"{c['restart_s']:.1f} s to ready (restore {c['restart_restore_s']:.1f} s"
                 + ("; store found past its changelog end and rebuilt, see log)" if c["restart_rebuilt"] else ")"))

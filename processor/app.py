@@ -13,7 +13,7 @@ from observability.ops_server import OpsServer
 from processor.config import ProcessorConfig
 from processor.loop import LoopSettings, ProcessorLoop
 from processor.metrics import ProcessorMetrics
-from processor.restore import restore_consumer_config
+from processor.restore import restore_consumer_config, written_end_consumer_config
 from processor.topics import prepare_topics
 from processor.topology import ServiceTopology
 
@@ -91,10 +91,12 @@ class ProcessorApp:
         producer = Producer(producer_config(config))
         producer.init_transactions(30)
         restore_consumer = Consumer(restore_consumer_config(config.kafka.base_config()))
+        watermark_consumer = Consumer(written_end_consumer_config(config.kafka.base_config()))
         self.loop = ProcessorLoop(
             consumer=Consumer(consumer_config(config)),
             producer=producer,
             restore_consumer=restore_consumer,
+            changelog_written_end=lambda tp: watermark_consumer.get_watermark_offsets(tp, timeout=30, cached=False)[1],
             topology=self.topology,
             settings=LoopSettings(
                 state_dir=config.state_dir,
@@ -108,6 +110,7 @@ class ProcessorApp:
             self.loop.run(self._stop.is_set)
         finally:
             restore_consumer.close()
+            watermark_consumer.close()
             if self._ops is not None:
                 self._ops.stop()
             log.info("processor %s stopped", config.instance_id)

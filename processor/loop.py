@@ -92,10 +92,12 @@ class ProcessorLoop:
         topology: Topology,
         settings: LoopSettings,
         metrics: ProcessorMetrics,
+        changelog_written_end: Callable[[TopicPartition], int] | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._restore_consumer = restore_consumer
+        self._changelog_written_end = changelog_written_end
         self._topology = topology
         self._settings = settings
         self._metrics = metrics
@@ -111,6 +113,7 @@ class ProcessorLoop:
         self.last_loop_at = time.monotonic()
         self.restored: list[tuple[str, int, int]] = []  # (store, partition, records) per restore
         self._lag_reported_at = 0.0
+        self._rebalances = 0  # assignment changes seen; tells a batch whether it spans one
 
     # -- public ------------------------------------------------------------------------
 
@@ -155,7 +158,14 @@ class ProcessorLoop:
         if not messages:
             messages = self._consumer.consume(1, timeout=self._settings.poll_timeout_s)
             if messages and size > 1:
-                messages.extend(self._consumer.consume(size - 1, timeout=0))
+                rebalances = self._rebalances
+                more = self._consumer.consume(size - 1, timeout=0)
+                if self._rebalances != rebalances:
+                    # The rebalance was served between the two calls: the first record predates it
+                    # (librdkafka only drops stale records within one call). Eager rebalancing reset
+                    # every position to the committed offsets, so it is fetched again by its owner.
+                    return more
+                messages.extend(more)
         return messages
 
     def _process(self, messages: list[Message]) -> None:
@@ -173,7 +183,10 @@ class ProcessorLoop:
                         raise KafkaException(error)
                 continue
             topic, partition = message.topic(), message.partition()
-            store = self._stores[(self._subtopology_of[topic].name, partition)]
+            store = self._stores.get((self._subtopology_of[topic].name, partition))
+            if store is None:  # its partition was revoked after it was fetched: the owner refetches it
+                log.warning("skipping %s[%d]@%d: partition no longer assigned", topic, partition, message.offset())
+                continue
             txn.begin_record()
             try:
                 self._topology.handle(message, store, txn)
@@ -239,6 +252,7 @@ class ProcessorLoop:
     # -- rebalancing -------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         self.assignment_ready = False
         for name, partition in sorted({(self._subtopology_of[tp.topic].name, tp.partition) for tp in partitions}):
             if (name, partition) not in self._stores:
@@ -247,12 +261,14 @@ class ProcessorLoop:
         self.assignment_ready = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         self.assignment_ready = False
         if self._txn is not None:
             self._commit()  # the generation is still ours: finish the work done so far
         self._close_stores(self._store_keys(partitions))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._rebalances += 1
         self.assignment_ready = False
         if self._txn is not None:  # another instance owns these now: our work must not land
             txn, self._txn = self._txn, None
@@ -272,11 +288,15 @@ class ProcessorLoop:
             self._metrics.restore_remaining.labels(name, str(p)).set(max(end - position, 0))
 
         try:
-            result = restore_store(store, self._restore_consumer, on_progress=progress)
+            result = restore_store(
+                store, self._restore_consumer, on_progress=progress, written_end=self._changelog_written_end
+            )
         except RestoreError as error:
             log.warning("store %s/%d inconsistent with its changelog (%s); rebuilding", name, partition, error)
             store.reset()
-            result = restore_store(store, self._restore_consumer, on_progress=progress)
+            result = restore_store(
+                store, self._restore_consumer, on_progress=progress, written_end=self._changelog_written_end
+            )
         self._stores[(name, partition)] = store
         self._metrics.restore_remaining.labels(name, str(partition)).set(0)
         self._metrics.restored_records.labels(name).inc(result.records_restored)

@@ -28,6 +28,20 @@ _DEAD_LETTER = serde.codec("DeadLetter")
 _LIFECYCLE = EncodedLifecycleCache()
 
 
+def _check_splice_layout() -> None:
+    """The splice below relies on the schema's field order: the snapshot is the state change's
+    last field, and its lifecycle ``events`` array is followed only by ``anomaly_count`` (an int).
+    A schema change that breaks this must fail here, at import, not corrupt records."""
+    fields = serde.load().compile("ExecutionStateChange").parsed["fields"]
+    snapshot = fields[-1]["type"]
+    tail = [(f["name"], f["type"]) for f in snapshot["fields"][-2:]] if fields[-1]["name"] == "execution" else []
+    if len(tail) != 2 or tail[0][0] != "events" or tail[1] != ("anomaly_count", "int"):
+        raise RuntimeError("ExecutionStateChange layout changed: encode_state_change_spliced needs updating")
+
+
+_check_splice_layout()
+
+
 def encode_state_change_spliced(record: dict, execution: Execution) -> bytes:
     """An ExecutionStateChange record built with ``with_events=False``, encoded with the snapshot's
     lifecycle rows spliced in already encoded (`EncodedLifecycleCache`): the bytes of the plain

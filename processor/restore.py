@@ -33,6 +33,11 @@ class RestoreResult:
     seconds: float
 
 
+def written_end_consumer_config(base: dict[str, object]) -> dict[str, object]:
+    """A consumer used only for `read_uncommitted` high watermarks (`restore_store(written_end=...)`)."""
+    return {**restore_consumer_config(base), "isolation.level": "read_uncommitted"}
+
+
 def restore_consumer_config(base: dict[str, object]) -> dict[str, object]:
     """A consumer that only ever uses assign(): no group membership, no commits."""
     return {
@@ -49,16 +54,45 @@ def restore_consumer_config(base: dict[str, object]) -> dict[str, object]:
     }
 
 
+def _settled_end(
+    consumer: Consumer, partition: TopicPartition, written: int, watermarks: tuple[int, int], timeout_s: float
+) -> tuple[int, int]:
+    """(low, stable end) once the stable end has reached `written` (transactions decided)."""
+    deadline = time.monotonic() + timeout_s
+    low, end = watermarks
+    while end < written:
+        if time.monotonic() > deadline:
+            raise RestoreError(
+                f"{partition.topic}[{partition.partition}]: a transaction has held the stable end at {end} "
+                f"(written up to {written}) for more than {timeout_s:.0f}s"
+            )
+        time.sleep(0.02)
+        low, end = consumer.get_watermark_offsets(partition, timeout=30, cached=False)
+    return low, end
+
+
 def restore_store(
     store: PartitionStore,
     consumer: Consumer,
     *,
     timeout_s: float = 300.0,
     on_progress: Callable[[int, int, int], None] | None = None,
+    written_end: Callable[[TopicPartition], int] | None = None,
+    settle_timeout_s: float = 60.0,
 ) -> RestoreResult:
+    """Replay the changelog from the store's checkpoint to its end.
+
+    `written_end` gives the changelog's end including records of open transactions (a
+    `read_uncommitted` high watermark). With it, the restore first waits until no transaction
+    that was open at the start still holds the stable end below that point: the previous owner's
+    last commit may be decided with its markers not yet written, and a store restored without
+    those writes would lose them for good once its own first commit moves the checkpoint on.
+    """
     started = time.monotonic()
     partition = TopicPartition(store.changelog, store.partition)
     low, end = consumer.get_watermark_offsets(partition, timeout=30, cached=False)
+    if written_end is not None:
+        low, end = _settled_end(consumer, partition, written_end(partition), (low, end), settle_timeout_s)
     start = max(store.changelog_next_offset, low)
     if start > end:
         # The store claims writes the changelog does not have (e.g. the topic was recreated):

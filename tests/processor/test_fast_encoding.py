@@ -93,3 +93,43 @@ def test_splice_refuses_a_record_that_does_not_end_with_an_empty_array_and_the_t
         serde.splice_array_before_tail(b"\x02abc\x04", b"\x04", 1, b"x")
     assert serde.splice_array_before_tail(b"\x02\x00\x04", b"\x04", 0, b"") == b"\x02\x00\x04"
     assert serde.splice_array_before_tail(b"\x02\x00\x04", b"\x04", 2, b"ab") == b"\x02\x04ab\x00\x04"
+
+
+def _plain_and_spliced(outputs: Outputs, execution: Execution, outcome) -> tuple[list[bytes], list[bytes]]:
+    seq = outcome.entry.seq
+    common = dict(change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=datetime(2026, 11, 24, 12),
+                  correlation_id="corr", cause_kind="ORDER_EVENT", cause_id=f"ev-{seq}", outcomes=outcome)
+    plain, spliced = _CapturingTxn(), _CapturingTxn()
+    outputs.state_change(plain, translate.state_change_record(**common))
+    outputs.state_change_spliced(spliced, translate.state_change_record(**common, with_events=False), execution)
+    return plain.values, spliced.values
+
+
+def test_spliced_state_change_is_right_after_a_rollback_and_after_a_re_decode() -> None:
+    # A record that failed part-way leaves the cache holding a log the execution no longer has;
+    # an abort re-decodes executions from the store (new objects). Both must miss, not mislead.
+    rng = random.Random(7)
+    planned = build_executions(rng, 1, "branch")
+    planned[0].command_id, planned[0].issued_at = "cmd-0", datetime(2026, 11, 24, 9)
+    events = build_event_stream(rng, planned)
+    outputs = Outputs(TopicNames.defaults("fast-encoding", environ={}), instance_id="test")
+    execution = next(iter(reference_fold(planned, []).by_execution.values())).execution
+    applied = 0
+    for index, event in enumerate(events):
+        outcome = apply_order_event(execution, event)
+        if outcome.entry is None or not outcome.execution.log[-1].rows():
+            continue
+        plain, spliced = _plain_and_spliced(outputs, outcome.execution, outcome)
+        assert spliced == plain
+        # Roll back: fold a later event into the execution as it was before this one.
+        for other in events[index + 1:]:
+            branch = apply_order_event(execution, other)
+            if branch.entry is not None:
+                plain, spliced = _plain_and_spliced(outputs, branch.execution, branch)
+                assert spliced == plain
+                break
+        # Abort: the same state decoded afresh from its stored bytes.
+        execution = processor_executions.decode_stored_execution(
+            processor_executions.encode_stored_execution(outcome.execution))
+        applied += 1
+    assert applied > 20

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from processor.restore import restore_consumer_config, restore_store
+from processor.restore import RestoreError, restore_consumer_config, restore_store, written_end_consumer_config
 from processor.state_store import PartitionStore
 from processor.transaction import ProcessingTransaction, TransactionStateError, TransactionStatus
 
@@ -145,6 +146,54 @@ def test_restore_checkpoint_is_the_changelog_end_so_a_record_committed_there_lat
 
     assert tail.from_offset == result.end_offset and tail.records_restored == 1
     assert store.get(b"late") == b"committed after the restore"
+
+
+@pytest.fixture
+def written_end(kafka_bootstrap: str):
+    consumer = Consumer(written_end_consumer_config({"bootstrap.servers": kafka_bootstrap}))
+    yield lambda tp: consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+    consumer.close()
+
+
+def test_restore_waits_for_a_transaction_open_on_the_changelog_and_keeps_its_writes_once_committed(
+    kafka_bootstrap: str, make_topic, producer: Producer, restore_consumer: Consumer, written_end, tmp_path: Path
+) -> None:
+    # The previous owner's last commit, decided but with its markers not yet written, holds the
+    # stable end below its records: a restore that stopped there would lose them for good.
+    changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
+    writer = PartitionStore(tmp_path / "writer", changelog, 0)
+    first = ProcessingTransaction(producer)
+    first.put(writer, b"k0", b"v0")
+    first.prepare([], None)
+    first.commit()
+    pending = ProcessingTransaction(producer)
+    pending.put(writer, b"late", b"v1")
+    pending.prepare([], None)
+    committer = threading.Timer(1.0, pending.commit)
+    committer.start()
+
+    store = PartitionStore(tmp_path / "store", changelog, 0)
+    result = restore_store(store, restore_consumer, written_end=written_end, settle_timeout_s=30)
+    committer.join()
+
+    assert result.records_restored == 2
+    assert (store.get(b"k0"), store.get(b"late")) == (b"v0", b"v1")
+
+
+def test_restore_gives_up_on_a_transaction_that_stays_open_past_the_settle_timeout(
+    kafka_bootstrap: str, make_topic, producer: Producer, restore_consumer: Consumer, written_end, tmp_path: Path
+) -> None:
+    changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
+    writer = PartitionStore(tmp_path / "writer", changelog, 0)
+    stuck = ProcessingTransaction(producer)
+    stuck.put(writer, b"k", b"v")
+    stuck.prepare([], None)
+    try:
+        with pytest.raises(RestoreError, match="a transaction has held the stable end"):
+            restore_store(PartitionStore(tmp_path / "store", changelog, 0), restore_consumer,
+                          written_end=written_end, settle_timeout_s=1.0)
+    finally:
+        stuck.abort()
 
 
 def test_restore_of_a_surviving_store_replays_only_the_changelog_tail(

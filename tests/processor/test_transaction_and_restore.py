@@ -121,21 +121,27 @@ def test_restore_rebuilds_an_empty_store_and_skips_aborted_changelog_writes(
     assert again.records_restored == 0 and not again.store_rebuilt
 
 
+def committed_then_open(producer: Producer, tmp_path: Path, changelog: str, late: bytes) -> ProcessingTransaction:
+    """k0=v0 committed on the changelog, then a transaction writing late=`late`, prepared and left open."""
+    writer = PartitionStore(tmp_path / "writer", changelog, 0)
+    first = ProcessingTransaction(producer)
+    first.put(writer, b"k0", b"v0")
+    first.prepare([], None)
+    first.commit()
+    pending = ProcessingTransaction(producer)
+    pending.put(writer, b"late", late)
+    pending.prepare([], None)
+    return pending
+
+
 def test_restore_checkpoint_is_the_changelog_end_so_a_record_committed_there_later_is_restored(
     kafka_bootstrap: str, make_topic, producer: Producer, restore_consumer: Consumer, tmp_path: Path
 ) -> None:
     # librdkafka moves consumer.position() one past the EOF offset; a checkpoint taken from it
     # skipped the next record committed at the end (a lost state write after a crash).
     changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
-    writer = PartitionStore(tmp_path / "writer", changelog, 0)
-    first = ProcessingTransaction(producer)
-    first.put(writer, b"k0", b"v0")
-    first.prepare([], None)
-    first.commit()
     # A transaction is open on the changelog while the store restores: the end is its first record.
-    pending = ProcessingTransaction(producer)
-    pending.put(writer, b"late", b"committed after the restore")
-    pending.prepare([], None)
+    pending = committed_then_open(producer, tmp_path, changelog, b"committed after the restore")
 
     store = PartitionStore(tmp_path / "store", changelog, 0)
     result = restore_store(store, restore_consumer)
@@ -161,14 +167,7 @@ def test_restore_waits_for_a_transaction_open_on_the_changelog_and_keeps_its_wri
     # The previous owner's last commit, decided but with its markers not yet written, holds the
     # stable end below its records: a restore that stopped there would lose them for good.
     changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
-    writer = PartitionStore(tmp_path / "writer", changelog, 0)
-    first = ProcessingTransaction(producer)
-    first.put(writer, b"k0", b"v0")
-    first.prepare([], None)
-    first.commit()
-    pending = ProcessingTransaction(producer)
-    pending.put(writer, b"late", b"v1")
-    pending.prepare([], None)
+    pending = committed_then_open(producer, tmp_path, changelog, b"v1")
     committer = threading.Timer(1.0, pending.commit)
     committer.start()
 
@@ -184,10 +183,7 @@ def test_restore_gives_up_on_a_transaction_that_stays_open_past_the_settle_timeo
     kafka_bootstrap: str, make_topic, producer: Producer, restore_consumer: Consumer, written_end, tmp_path: Path
 ) -> None:
     changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
-    writer = PartitionStore(tmp_path / "writer", changelog, 0)
-    stuck = ProcessingTransaction(producer)
-    stuck.put(writer, b"k", b"v")
-    stuck.prepare([], None)
+    stuck = committed_then_open(producer, tmp_path, changelog, b"never committed")
     try:
         with pytest.raises(RestoreError, match="a transaction has held the stable end"):
             restore_store(PartitionStore(tmp_path / "store", changelog, 0), restore_consumer,

@@ -297,8 +297,8 @@ class LifecycleEvent(_Response):
     occurred_at: datetime
 
 
-class Execution(_Response):
-    """RFC §5.1 response and §5.2 body: summary, tickets with per-ticket status, lifecycle events."""
+class _ExecutionHeader(_Response):
+    """What an execution and its list entry share."""
 
     execution_id: str
     proposal_id: str
@@ -308,6 +308,11 @@ class Execution(_Response):
     dry_run: bool
     created_at: datetime
     updated_at: datetime
+
+
+class Execution(_ExecutionHeader):
+    """RFC §5.1 response and §5.2 body: summary, tickets with per-ticket status, lifecycle events."""
+
     execution_policy: ExecutionPolicyView
     actor: ActorView
     lineage: Lineage
@@ -316,15 +321,7 @@ class Execution(_Response):
     anomaly_count: int
 
 
-class ExecutionSummary(_Response):
-    execution_id: str
-    proposal_id: str
-    version_no: int
-    portfolio_id: str
-    status: ExecutionState
-    dry_run: bool
-    created_at: datetime
-    updated_at: datetime
+class ExecutionSummary(_ExecutionHeader):
     ticket_count: int
     lineage: Lineage
 

@@ -97,19 +97,25 @@ def lineage_view(snapshot: Mapping[str, Any]) -> dict[str, str]:
     return {"request_hash": snapshot["request_hash"], "proposal_version_hash": snapshot["proposal_version_hash"]}
 
 
-def execution_view(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    """The `Execution` body of a decoded ExecutionSnapshot record."""
-    policy = snapshot["policy"]
+def _header_view(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields `Execution` and `ExecutionSummary` share (`ExecutionHeader`)."""
     return {
         "execution_id": snapshot["execution_id"],
         "proposal_id": snapshot["proposal_id"],
         "version_no": snapshot["version_no"],
         "portfolio_id": snapshot["portfolio_id"],
         "status": snapshot["status"],
-        "dry_run": policy["dry_run"],
+        "dry_run": snapshot["policy"]["dry_run"],
         "created_at": format_timestamp(snapshot["created_at"]),
         "updated_at": format_timestamp(snapshot["updated_at"]),
-        "execution_policy": policy_view(policy),
+    }
+
+
+def execution_view(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The `Execution` body of a decoded ExecutionSnapshot record."""
+    return {
+        **_header_view(snapshot),
+        "execution_policy": policy_view(snapshot["policy"]),
         "actor": {"requested_by": snapshot["actor"]["requested_by"], "channel": snapshot["actor"]["channel"]},
         "lineage": lineage_view(snapshot),
         "tickets": [_ticket_view(entry) for entry in snapshot["tickets"]],
@@ -121,14 +127,7 @@ def execution_view(snapshot: Mapping[str, Any]) -> dict[str, Any]:
 def summary_view(snapshot: Mapping[str, Any]) -> dict[str, Any]:
     """The `ExecutionSummary` (list item) of a decoded ExecutionSnapshot record."""
     return {
-        "execution_id": snapshot["execution_id"],
-        "proposal_id": snapshot["proposal_id"],
-        "version_no": snapshot["version_no"],
-        "portfolio_id": snapshot["portfolio_id"],
-        "status": snapshot["status"],
-        "dry_run": snapshot["policy"]["dry_run"],
-        "created_at": format_timestamp(snapshot["created_at"]),
-        "updated_at": format_timestamp(snapshot["updated_at"]),
+        **_header_view(snapshot),
         "ticket_count": len(snapshot["tickets"]),
         "lineage": lineage_view(snapshot),
     }

@@ -79,36 +79,42 @@ def _decode(codec: serde.Codec, message: Message) -> dict[str, Any]:
     return codec.decode(message.value(), topic=message.topic(), partition=message.partition(), offset=message.offset())
 
 
-# JSON of immutable parts, encoded once: a log entry never changes once appended, nor does the
-# definition. Re-encoding the whole log of every changed execution at every commit was the top of
-# the profile after the state-change encoding (docs/benchmarks.md). Keyed by id(); each value holds
-# its object, so that id cannot be reused while cached.
-_ENTRY_JSON: dict[int, tuple[object, bytes]] = {}
-_ENTRY_JSON_LIMIT = 200_000
-_DEFINITION_JSON: dict[int, tuple[object, bytes]] = {}
-_DEFINITION_JSON_LIMIT = 50_000
-_RECORD_JSON: dict[int, tuple[object, bytes]] = {}
-_RECORD_JSON_LIMIT = 50_000
+class _ImmutableJson:
+    """JSON of immutable values (`to_primitive()`), encoded once per value.
+
+    A log entry never changes once appended, nor does an execution's definition, and a ticket
+    record is replaced (not changed) when its ticket moves: re-encoding all of them for every
+    changed execution at every commit was the top of the profile after the state-change encoding
+    (docs/benchmarks.md). Keyed by id(); each value holds its object, so that id cannot be reused
+    while cached. Bounded: cleared when full, a miss costs one plain encoding.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._json: dict[int, tuple[Any, bytes]] = {}
+
+    def __call__(self, value: Any) -> bytes:
+        hit = self._json.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        data = orjson.dumps(value.to_primitive())
+        if len(self._json) >= self._limit:
+            self._json.clear()
+        self._json[id(value)] = (value, data)
+        return data
 
 
-def _cached_json(cache: dict[int, tuple[object, bytes]], limit: int, value: Any) -> bytes:
-    hit = cache.get(id(value))
-    if hit is not None and hit[0] is value:
-        return hit[1]
-    data = orjson.dumps(value.to_primitive())
-    if len(cache) >= limit:
-        cache.clear()
-    cache[id(value)] = (value, data)
-    return data
+_DEFINITION_JSON = _ImmutableJson(50_000)
+_TICKET_RECORD_JSON = _ImmutableJson(50_000)
+_LOG_ENTRY_JSON = _ImmutableJson(200_000)
 
 
 def encode_stored_execution(execution: Execution) -> bytes:
     """The bytes of ``orjson.dumps(execution.to_primitive())``, built from cached JSON of the
     immutable parts (definition, ticket records, log entries) and the small rest encoded afresh."""
-    definition = _cached_json(_DEFINITION_JSON, _DEFINITION_JSON_LIMIT, execution.definition)
-    # A ticket record is replaced when its ticket changes: the others keep their cached JSON.
-    tickets = b",".join([_cached_json(_RECORD_JSON, _RECORD_JSON_LIMIT, r) for r in execution.records.values()])
-    entries = b",".join([_cached_json(_ENTRY_JSON, _ENTRY_JSON_LIMIT, entry) for entry in execution.log])
+    definition = _DEFINITION_JSON(execution.definition)
+    tickets = b",".join([_TICKET_RECORD_JSON(record) for record in execution.records.values()])
+    entries = b",".join([_LOG_ENTRY_JSON(entry) for entry in execution.log])
     rest = orjson.dumps(execution.bookkeeping_primitive())  # '{"state":...}', never empty
     return b"".join((b'{"definition":', definition, b',"tickets":[', tickets, b'],"log":[', entries, b"],", rest[1:]))
 

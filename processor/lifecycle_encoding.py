@@ -35,8 +35,8 @@ class EncodedLifecycleCache:
         self._encode_row = encode_row or serde.body_encoder("LifecycleEvent")
         # execution_id -> (last entry covered, row count, encoded rows)
         self._executions: dict[str, tuple[LogEntry, int, bytes]] = {}
-        # id(entry) -> (entry, seq of its first row, encoded rows)
-        self._entries: dict[int, tuple[LogEntry, int, bytes]] = {}
+        # id(entry) -> (entry, seq of its first row, row count, encoded rows)
+        self._entries: dict[int, tuple[LogEntry, int, int, bytes]] = {}
 
     def encoded(self, execution: Execution) -> tuple[int, bytes]:
         """(row count, encoded rows) of the snapshot's ``events`` array for `execution`."""
@@ -61,12 +61,12 @@ class EncodedLifecycleCache:
         return count, encoded
 
     def _entry(self, entry: LogEntry, first_seq: int) -> tuple[int, bytes]:
-        rows = lifecycle_rows(entry, first_seq)
         cached = self._entries.get(id(entry))
         if cached is not None and cached[0] is entry and cached[1] == first_seq:
-            return len(rows), cached[2]
+            return cached[2], cached[3]
+        rows = lifecycle_rows(entry, first_seq)
         data = b"".join([self._encode_row(row) for row in rows])
         if len(self._entries) >= _ENTRIES_LIMIT:
             self._entries.clear()
-        self._entries[id(entry)] = (entry, first_seq, data)
+        self._entries[id(entry)] = (entry, first_seq, len(rows), data)
         return len(rows), data

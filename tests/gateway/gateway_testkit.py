@@ -19,7 +19,6 @@ from aiohttp import web
 from processor_testkit import ProcessorHarness, ScriptedOms, load_sample, wait_until
 
 from execution_domain.proposal import seal_artifact
-from processor import translate
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.webhook import signature_header
@@ -173,18 +172,4 @@ class ExecutionOms(ScriptedOms):
     """`ScriptedOms` answering only one execution's instructions (the stack is shared by tests)."""
 
     def __init__(self, harness: ProcessorHarness, execution_id: str, **options: Any) -> None:
-        super().__init__(harness, **options)
-        self.execution_id = execution_id
-
-    def pump(self) -> int:
-        instructions = self.harness.instructions(self.execution_id)
-        new = instructions[self._seen:]
-        self._seen = len(instructions)
-        for instruction in new:
-            ticket = translate.ticket_from_record(instruction["ticket"])
-            if instruction["instruction"] == "SUBMIT":
-                self.provider.submit_tickets(instruction["execution_id"], [ticket])
-            else:
-                self.provider.cancel_ticket(ticket.ticket_id)
-        self.harness.send_events(self.provider.drain_events())
-        return len(new)
+        super().__init__(harness, execution_id=execution_id, **options)

@@ -60,6 +60,14 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
 
 
+def drain_until_quiet(poll: Callable[[float], int], quiet_s: float) -> None:
+    """Call `poll(timeout)` (returning how many records it read) until nothing arrived for `quiet_s`."""
+    last = time.monotonic()
+    while time.monotonic() - last < quiet_s:
+        if poll(0.2):
+            last = time.monotonic()
+
+
 class TopicReader:
     """Accumulates every committed record of some topics, from their beginning."""
 
@@ -94,10 +102,7 @@ class TopicReader:
 
     def drain(self, quiet_s: float = 1.0) -> None:
         """Read until nothing new arrived for `quiet_s`."""
-        last = time.monotonic()
-        while time.monotonic() - last < quiet_s:
-            if self.poll(0.2):
-                last = time.monotonic()
+        drain_until_quiet(self.poll, quiet_s)
 
     def close(self) -> None:
         self._consumer.close()
@@ -293,14 +298,21 @@ class ProcessorHarness:
 class ScriptedOms:
     """An OMS speaking the Kafka contract: SUBMIT/CANCEL instructions in, order events out."""
 
-    def __init__(self, harness: ProcessorHarness, provider: MockExecutionProvider | None = None) -> None:
+    def __init__(
+        self,
+        harness: ProcessorHarness,
+        provider: MockExecutionProvider | None = None,
+        *,
+        execution_id: str | None = None,  # answer only this execution's instructions
+    ) -> None:
         self.harness = harness
         self.provider = provider or MockExecutionProvider(clock_start=T0 + timedelta(minutes=1))
+        self.execution_id = execution_id
         self._seen = 0
 
     def pump(self) -> int:
         """Answer every instruction not answered yet; returns how many were handled."""
-        instructions = self.harness.instructions()
+        instructions = self.harness.instructions(self.execution_id)
         new = instructions[self._seen:]
         self._seen = len(instructions)
         for instruction in new:

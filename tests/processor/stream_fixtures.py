@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
-from processor_testkit import ACTOR, DEFAULT_POLICY, T0, ProcessorHarness, load_sample, wait_until
+from processor_testkit import ACTOR, DEFAULT_POLICY, T0, ProcessorHarness, drain_until_quiet, load_sample, wait_until
 
 from execution_domain import (
     EventDetails,
@@ -333,10 +333,7 @@ class CommittedReader:
         return grouped
 
     def drain(self, quiet_s: float = 1.5) -> None:
-        last = time.monotonic()
-        while time.monotonic() - last < quiet_s:
-            if self.poll(0.2):
-                last = time.monotonic()
+        drain_until_quiet(self.poll, quiet_s)
 
     def close(self) -> None:
         self._consumer.close()

@@ -21,7 +21,7 @@ from typing import Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from processor.metrics import ProcessorMetrics
-from processor.restore import RestoreError, restore_store
+from processor.restore import StoreAheadOfChangelog, restore_store
 from processor.state_store import PartitionStore
 from processor.transaction import ProcessingTransaction
 
@@ -291,7 +291,7 @@ class ProcessorLoop:
             result = restore_store(
                 store, self._restore_consumer, on_progress=progress, written_end=self._changelog_written_end
             )
-        except RestoreError as error:
+        except StoreAheadOfChangelog as error:
             log.warning("store %s/%d inconsistent with its changelog (%s); rebuilding", name, partition, error)
             store.reset()
             result = restore_store(

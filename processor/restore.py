@@ -23,6 +23,10 @@ class RestoreError(RuntimeError):
     """The changelog could not be read to its end in time."""
 
 
+class StoreAheadOfChangelog(RestoreError):
+    """The store claims writes its changelog does not have: rebuild it from the changelog."""
+
+
 @dataclass(frozen=True, slots=True)
 class RestoreResult:
     partition: int
@@ -97,7 +101,7 @@ def restore_store(
     if start > end:
         # The store claims writes the changelog does not have (e.g. the topic was recreated):
         # the changelog is the source of truth, so start again from it.
-        raise RestoreError(
+        raise StoreAheadOfChangelog(
             f"store of {store.changelog}[{store.partition}] is at {start}, past the changelog end {end}"
         )
     restored = 0

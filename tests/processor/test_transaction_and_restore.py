@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from processor.restore import RestoreError, restore_consumer_config, restore_store, written_end_consumer_config
+from processor.restore import (
+    RestoreError,
+    StoreAheadOfChangelog,
+    restore_consumer_config,
+    restore_store,
+    written_end_consumer_config,
+)
 from processor.state_store import PartitionStore
 from processor.transaction import ProcessingTransaction, TransactionStateError, TransactionStatus
 
@@ -190,6 +196,17 @@ def test_restore_gives_up_on_a_transaction_that_stays_open_past_the_settle_timeo
                           written_end=written_end, settle_timeout_s=1.0)
     finally:
         stuck.abort()
+
+
+def test_restore_refuses_a_store_that_claims_writes_its_changelog_does_not_have(
+    make_topic, restore_consumer: Consumer, tmp_path: Path
+) -> None:
+    changelog = make_topic("changelog", config={"cleanup.policy": "compact"})
+    store = PartitionStore(tmp_path / "store", changelog, 0)
+    store.write_batch({b"k": b"v"}, 5)  # e.g. the changelog topic was recreated under it
+
+    with pytest.raises(StoreAheadOfChangelog, match="past the changelog end 0"):
+        restore_store(store, restore_consumer)
 
 
 def test_restore_of_a_surviving_store_replays_only_the_changelog_tail(

@@ -54,7 +54,7 @@ async def create_latency(port: int, token: str, plans: list[Any], rate: float) -
                 async with session.post(url, data=_create_body(plan), headers=headers) as response:
                     await response.read()
                     status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 status = 0
             statuses[status] = statuses.get(status, 0) + 1
             if status == 201:
@@ -111,7 +111,7 @@ async def create_capacity(port: int, token: str, plans: list[Any], seconds: floa
                 async with session.post(url, data=_create_body(plan), headers=headers) as response:
                     await response.read()
                     return response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return 0
 
         result = await _saturate(seconds, concurrency, request, 201)
@@ -140,7 +140,7 @@ async def webhook_capacity(port: int, secret: str, token: str, targets: list[tup
                                         data=body, headers=headers) as response:
                     await response.read()
                     return response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return 0
 
         return await _saturate(seconds, concurrency, request, 202)

@@ -21,9 +21,9 @@ from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from execution_domain import apply_order_event
-from processor import translate
 from processor.executions import decode_stored_execution, encode_stored_execution
 from processor.outputs import encode_state_change_spliced
+from wire import records as translate
 from wire import serde
 
 _ORDER_EVENT = serde.codec("OrderEvent")

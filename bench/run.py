@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,29 +28,26 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import testkit.streams as sf  # the tests' realistic stream generator
+from execution_domain import OrderEvent, OrderEventType, parse_artifact
+from kafka_client.settings import KafkaSettings
+from local_kafka.broker import free_loopback_port
+from local_kafka.select import kafka_broker
+from processor.config import ProcessorConfig
+from processor.topics import prepare_topics
+from testkit.processor import ACTOR, DEFAULT_POLICY, T0
+from wire import records as translate
+from wire import serde
+from wire.topics import TopicNames
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.append(str(ROOT / "tests" / "processor"))  # the tests' realistic stream generator
-
-import orjson  # noqa: E402
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-
-from execution_domain import OrderEvent, OrderEventType, parse_artifact  # noqa: E402
-from kafka_client.settings import KafkaSettings  # noqa: E402
-from local_kafka.broker import free_loopback_port  # noqa: E402
-from local_kafka.select import kafka_broker  # noqa: E402
-from processor import translate  # noqa: E402
-from processor.config import ProcessorConfig, TopicNames  # noqa: E402
-from processor.topics import prepare_topics  # noqa: E402
-from wire import serde  # noqa: E402
-
-import stream_fixtures as sf  # noqa: E402  (tests/processor)
-from processor_testkit import ACTOR, DEFAULT_POLICY, T0  # noqa: E402
-
 PY = sys.executable
 SECTIONS = ("throughput", "profile", "latency", "gateway", "recovery")
 TARGETS = {
@@ -527,7 +523,7 @@ class Bench:
         gw = self.procs.start("gateway", [PY, "-m", "gateway"], env)
         try:
             wait_for(lambda: http_get_status(port, "/readyz") == 200, 90, "gateway ready", 0.2)
-            from bench.load import create_latency, create_capacity, webhook_capacity
+            from bench.load import create_capacity, create_latency, webhook_capacity
             for name, batch, rate in (("create_latency_half", half_plans, a.create_rate / 2),
                                       ("create_latency", plans[:n_lat], a.create_rate)):
                 self.results[name] = r = asyncio.run(create_latency(port, token, batch, rate))

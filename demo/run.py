@@ -24,14 +24,14 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from demo.services import ROOT, Services
 from execution_domain import parse_artifact
 from local_kafka.broker import free_loopback_port
 from local_kafka.select import kafka_broker
-from processor import translate
-from processor.config import TopicNames
 from status_consumer.format import describe_change, describe_final, describe_ticket
-from demo.services import ROOT, Services
+from wire import records as translate
 from wire import serde
+from wire.topics import TopicNames
 
 SAMPLES = ROOT / "samples" / "proposals"
 

@@ -12,12 +12,12 @@ path such as ``trades_and_funding.intents[2].dependencies[0]``:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -133,7 +133,7 @@ class CashFlowIntent(_Frozen):
 
 
 Intent = Annotated[
-    Union[SecurityTradeIntent, FxSpotIntent, CashFlowIntent],
+    SecurityTradeIntent | FxSpotIntent | CashFlowIntent,
     Field(discriminator="intent_type"),
 ]
 

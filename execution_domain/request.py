@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
-
-import hashlib
 
 from execution_domain.canonical import canonical_sha256
 from execution_domain.policy import ExecutionPolicy

@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, Producer
 from execution_domain import Actor, ExecutionPolicy, ProposalArtifact
 from gateway.kafka_io import PollThread, producer_config
 from kafka_client.settings import KafkaSettings
-from processor import translate
+from wire import records as translate
 from wire import serde
 from wire.topics import CORRELATION_ID_HEADER
 

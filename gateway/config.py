@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kafka_client import settings as kafka_settings
 from kafka_client.settings import KafkaSettings
-from processor.config import TopicNames
+from wire.topics import TopicNames
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

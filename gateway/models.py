@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -126,7 +126,7 @@ class CashFlowIntent(_IntentBase):
     description: Text
 
 
-Intent = Annotated[Union[SecurityTradeIntent, FxSpotIntent, CashFlowIntent], Field(discriminator="intent_type")]
+Intent = Annotated[SecurityTradeIntent | FxSpotIntent | CashFlowIntent, Field(discriminator="intent_type")]
 
 
 class TradesAndFunding(_Request):
@@ -281,7 +281,7 @@ class CashTransferTicketView(_TicketView):
 
 
 TicketView = Annotated[
-    Union[SecurityOrderTicketView, FxSpotOrderTicketView, CashTransferTicketView], Field(discriminator="ticket_type")
+    SecurityOrderTicketView | FxSpotOrderTicketView | CashTransferTicketView, Field(discriminator="ticket_type")
 ]
 
 

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from execution_domain.execution_state import ExecutionState
 from gateway import models
-from gateway.config import MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT
+from gateway.config import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
 from gateway.cursor import MAX_CURSOR_LENGTH
 from gateway.problems import PROBLEM_CONTENT_TYPE, Problems
 from gateway.webhook import MAX_HEADER_LENGTH, SIGNATURE_HEADER

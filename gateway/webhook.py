@@ -28,7 +28,7 @@ from typing import Any
 
 from execution_domain.events import NO_DETAILS, EventDetails, OrderEvent, OrderEventType
 from gateway.models import OrderEventRequest
-from processor import translate
+from wire import records as translate
 
 SIGNATURE_HEADER = "X-Signature"
 SIGNATURE_SCHEME = "v1"

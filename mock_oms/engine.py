@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from execution_domain import EventDetails, OrderEvent, OrderEventType
-from execution_domain.ports import MockAccept, MockCancel, MockCumulativeFill, MockFill, MockReject, MockStep
+from mock_oms.provider import MockAccept, MockCancel, MockCumulativeFill, MockFill, MockReject, MockStep
 from mock_oms.scenarios import ScenarioBook, order_quantity
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from execution_domain.ports import MockAccept, MockFill, MockReject, MockStep
+from mock_oms.provider import MockAccept, MockFill, MockReject, MockStep
 
 Ticket = Mapping[str, Any]
 Scenario = Callable[[Ticket, random.Random], list[MockStep]]

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer
 from execution_domain import OrderEvent
 from gateway.webhook import SIGNATURE_HEADER, signature_header
 from mock_oms.engine import MockOmsEngine
-from processor import translate
+from wire import records as translate
 from wire import serde
 
 log = logging.getLogger(__name__)

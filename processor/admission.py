@@ -16,10 +16,10 @@ import orjson
 from confluent_kafka import Message
 
 from execution_domain import ArtifactInvalid, ProposalArtifact, parse_artifact
-from processor import translate
 from processor.outputs import Outputs
 from processor.state_store import PartitionStore
 from processor.transaction import ProcessingTransaction
+from wire import records as translate
 from wire import serde
 
 log = logging.getLogger(__name__)

@@ -16,34 +16,7 @@ from pathlib import Path
 
 from kafka_client import settings as kafka_settings
 from kafka_client.settings import KafkaSettings
-from wire.topics import TOPICS
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    approved_proposals: str
-    execution_commands: str
-    command_results: str
-    trade_tickets: str
-    order_events: str
-    execution_state_changes: str
-    dead_letters: str
-    admission_requests: str
-    admission_decisions: str
-    proposals_changelog: str
-    executions_changelog: str
-
-    @classmethod
-    def defaults(cls, application_id: str, environ: Mapping[str, str] = os.environ) -> TopicNames:
-        names: dict[str, str] = {}
-        for topic in TOPICS:
-            field = topic.kind.replace("-", "_")
-            default = f"{application_id}.{topic.default_name}" if topic.internal else topic.default_name
-            names[field] = environ.get(f"TOPIC_{field.upper()}", default)
-        for store in ("proposals", "executions"):
-            field = f"{store}_changelog"
-            names[field] = environ.get(f"TOPIC_{field.upper()}", f"{application_id}.{store}-changelog")
-        return cls(**names)
+from wire.topics import TopicNames
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from execution_domain import Actor, ExecutionPolicy, RequestOrigin, request_hash
-from processor import translate
+from wire import records as translate
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ from execution_domain import (
     request_cancel,
 )
 from execution_domain.ticket_state import AnomalyCode, TicketState
-from processor import translate
 from processor.create_request import CreateRequest
 from processor.kafka_provider import KafkaExecutionProvider
 from processor.metrics import ProcessorMetrics
@@ -42,6 +41,7 @@ from processor.outputs import Outputs
 from processor.state_cache import StateCache
 from processor.state_store import PartitionStore
 from processor.transaction import ProcessingTransaction
+from wire import records as translate
 from wire import serde
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from datetime import datetime
 
 from execution_domain import Execution, Ticket
 from execution_domain.ports import CancelResult, OrderStatus, SubmitResult, TicketSubmission
-from processor import translate
 from processor.outputs import Outputs
 from processor.transaction import ProcessingTransaction
+from wire import records as translate
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from typing import Any, Final
 
 from execution_domain import Execution
 from execution_domain.log import LogEntry
-from processor.translate import lifecycle_rows
 from wire import serde
+from wire.records import lifecycle_rows
 
 _EXECUTIONS_LIMIT: Final = 50_000
 _ENTRIES_LIMIT: Final = 20_000

@@ -11,11 +11,10 @@ from datetime import datetime
 from confluent_kafka import Message
 
 from execution_domain import Execution
-from processor.config import TopicNames
 from processor.lifecycle_encoding import EncodedLifecycleCache
 from processor.transaction import Headers, ProcessingTransaction
 from wire import serde
-from wire.topics import CORRELATION_ID_HEADER
+from wire.topics import CORRELATION_ID_HEADER, TopicNames
 
 _ADMISSION_REQUEST = serde.codec("AdmissionRequest")
 _ADMISSION_DECISION = serde.codec("AdmissionDecision")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from local_kafka.broker import pid_alive
 from local_kafka.select import KafkaEndpoint, kafka_broker
+from testkit.processor import ProcessorHarness
 
 _broker_report: list[str] = []
 
@@ -39,6 +41,14 @@ def kafka_bootstrap(kafka_endpoint: KafkaEndpoint) -> str:
 @pytest.fixture(scope="session")
 def kafka_admin(kafka_bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": kafka_bootstrap})
+
+
+@pytest.fixture
+def harness(kafka_bootstrap: str, tmp_path: Path) -> Iterator[ProcessorHarness]:
+    """Processors run as real processes against the session's broker, with topics of their own."""
+    harness = ProcessorHarness(kafka_bootstrap, tmp_path)
+    yield harness
+    harness.close()
 
 
 TopicFactory = Callable[..., str]

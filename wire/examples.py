@@ -7,11 +7,11 @@ SAMPLES) and by the smoke run, which publishes one record of each schema to a re
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 2, 18, 10, 0, 0, tzinfo=UTC)
 PROPOSAL_HASH = "sha256:" + hashlib.sha256(b"prop_123/2").hexdigest()
 

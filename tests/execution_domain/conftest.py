@@ -1,10 +1,1 @@
-"""Makes ``domain_testkit`` (shared builders and strategies) importable under any pytest import mode."""
-
-from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.append(_HERE)
+"""Shared builders and strategies of the domain tests live in `testkit.domain`."""

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from domain_testkit import new_execution
 from execution_domain.definition import ExecutionDefinition
+from testkit.domain import new_execution
 
 
 def test_dependants_are_the_reverse_of_dependencies() -> None:

@@ -4,8 +4,8 @@ import json
 from dataclasses import replace
 from decimal import Decimal
 
-from domain_testkit import at, event
 from execution_domain.events import EventDetails, OrderEvent, OrderEventType
+from testkit.domain import at, event
 
 
 def test_order_event_round_trips_through_json() -> None:

@@ -9,20 +9,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import event as label
 from hypothesis import strategies as st
 
-from domain_testkit import (
-    ORIGIN,
-    POLICY,
-    SAMPLE_NAMES,
-    T0,
-    at,
-    drive,
-    event,
-    fill_event,
-    load_sample,
-    load_sample_raw,
-    new_execution,
-    released_ticket_ids,
-)
 from execution_domain.events import OrderEvent, OrderEventType
 from execution_domain.execution import (
     ArtifactNotExecutable,
@@ -39,7 +25,11 @@ from execution_domain.execution import (
 from execution_domain.execution_state import ExecutionState
 from execution_domain.log import CancelRequest, CreateExecution, ReleaseMark
 from execution_domain.policy import CriticalSells, ExecutionPolicy, PartialFunding
-from execution_domain.ports import (
+from execution_domain.proposal import ArtifactInvalid, parse_artifact, seal_artifact
+from execution_domain.request import request_hash
+from execution_domain.ticket_state import AnomalyCode, TicketEventKind, TicketState
+from execution_domain.tickets import generate_tickets
+from mock_oms.provider import (
     MockAccept,
     MockCancel,
     MockCumulativeFill,
@@ -48,10 +38,20 @@ from execution_domain.ports import (
     MockHold,
     MockReject,
 )
-from execution_domain.proposal import ArtifactInvalid, parse_artifact, seal_artifact
-from execution_domain.request import request_hash
-from execution_domain.ticket_state import AnomalyCode, TicketEventKind, TicketState
-from execution_domain.tickets import generate_tickets
+from testkit.domain import (
+    ORIGIN,
+    POLICY,
+    SAMPLE_NAMES,
+    T0,
+    at,
+    drive,
+    event,
+    fill_event,
+    load_sample,
+    load_sample_raw,
+    new_execution,
+    released_ticket_ids,
+)
 
 S, E = TicketState, ExecutionState
 D = Decimal

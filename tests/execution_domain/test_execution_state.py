@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain_testkit import DOMAIN_DOC, POLICY, at, load_sample, precedence_table_markdown
 from execution_domain.definition import ExecutionDefinition, ProposalRef
 from execution_domain.execution_state import (
     PRECEDENCE,
@@ -19,6 +18,7 @@ from execution_domain.policy import CriticalSells, ExecutionPolicy
 from execution_domain.request import Actor, RequestOrigin
 from execution_domain.ticket_state import TERMINAL_TICKET_STATES, TicketRecord, TicketState
 from execution_domain.tickets import generate_tickets
+from testkit.domain import DOMAIN_DOC, POLICY, at, load_sample, precedence_table_markdown
 
 S, E = TicketState, ExecutionState
 D = Decimal

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from domain_testkit import T0, drive, event, new_execution
 from execution_domain.events import OrderEventType
 from execution_domain.execution import apply_order_event, mark_released, request_cancel
 from execution_domain.log import CancelRequest, LogEntry, ReleaseMark, input_from_primitive
-from execution_domain.ports import MockExecutionProvider
 from execution_domain.request import Actor
+from mock_oms.provider import MockExecutionProvider
+from testkit.domain import T0, drive, event, new_execution
 
 OPS = Actor("ops_001", "OPS_CONSOLE")
 

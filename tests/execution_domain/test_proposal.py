@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from execution_domain.canonical import canonical_sha256
-from domain_testkit import SAMPLE_NAMES, SAMPLES_DIR, load_sample_raw
 from execution_domain.proposal import (
     ArtifactInvalid,
     ProposalArtifact,
@@ -19,6 +18,7 @@ from execution_domain.proposal import (
     seal_artifact,
     validate_artifact,
 )
+from testkit.domain import SAMPLE_NAMES, SAMPLES_DIR, load_sample_raw
 
 INTENTS = "trades_and_funding.intents"
 BAD_HASH = "sha256:" + "f" * 64

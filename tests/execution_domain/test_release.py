@@ -5,12 +5,12 @@ from fractions import Fraction
 
 import pytest
 
-from domain_testkit import POLICY, at, load_sample
 from execution_domain.fills import FillLedger
 from execution_domain.policy import ExecutionPolicy, PartialFunding
 from execution_domain.release import DependencyStatus, dependency_verdict, resolve_releases
 from execution_domain.ticket_state import TicketEventKind, TicketRecord, TicketState
 from execution_domain.tickets import Ticket, generate_tickets
+from testkit.domain import POLICY, at, load_sample
 
 S = TicketState
 D = Decimal

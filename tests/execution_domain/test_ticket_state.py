@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain_testkit import DOMAIN_DOC, RECORD_ID, at, event, input_of_kind, record_in, transition_table_markdown
 from execution_domain.events import EventDetails, OrderEvent, OrderEventType
 from execution_domain.ticket_state import (
     TICKET_TRANSITIONS,
@@ -21,6 +20,7 @@ from execution_domain.ticket_state import (
     TicketStep,
     apply_ticket_input,
 )
+from testkit.domain import DOMAIN_DOC, RECORD_ID, at, event, input_of_kind, record_in, transition_table_markdown
 
 S, K = TicketState, TicketEventKind
 D = Decimal

@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import pytest
 
-from domain_testkit import GOLDEN_DIR, POLICY, REPO_ROOT, SAMPLE_NAMES, load_sample, load_sample_raw
 from execution_domain.canonical import canonical_sha256
 from execution_domain.policy import ExecutionPolicy
 from execution_domain.proposal import Side, parse_artifact, seal_artifact
@@ -25,6 +24,7 @@ from execution_domain.tickets import (
     tickets_canonical_json,
     tickets_to_primitive,
 )
+from testkit.domain import GOLDEN_DIR, POLICY, REPO_ROOT, SAMPLE_NAMES, load_sample, load_sample_raw
 
 
 def golden_document(name: str) -> str:
@@ -54,10 +54,7 @@ def test_generated_tickets_match_the_golden_snapshot_byte_for_byte(name: str) ->
 
 def test_tickets_are_byte_identical_across_processes_with_different_hash_seeds() -> None:
     script = (
-        "import sys\n"
-        f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
-        f"sys.path.insert(0, {str(GOLDEN_DIR.parent)!r})\n"
-        "from domain_testkit import POLICY, SAMPLE_NAMES, load_sample\n"
+        "from testkit.domain import POLICY, SAMPLE_NAMES, load_sample\n"
         "from execution_domain.tickets import generate_tickets, tickets_canonical_json\n"
         "for name in SAMPLE_NAMES:\n"
         "    print(tickets_canonical_json(generate_tickets(load_sample(name), POLICY)))\n"
@@ -65,7 +62,8 @@ def test_tickets_are_byte_identical_across_processes_with_different_hash_seeds()
     here = "\n".join(tickets_canonical_json(generate_tickets(load_sample(n), POLICY)) for n in SAMPLE_NAMES) + "\n"
     for seed in ("0", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        output = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+        output = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO_ROOT, capture_output=True,
+                                text=True, check=True)
         assert output.stdout == here
 
 

@@ -1,21 +1,14 @@
-"""Fixtures of the gateway tests: a real processor (tests/processor/processor_testkit.py) and the
+"""Fixtures of the gateway tests: a real processor (`testkit.processor`) and the
 real gateway on a loopback port, shared by the end-to-end tests of a session."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-_HERE = Path(__file__).resolve().parent
-for _path in (str(_HERE), str(_HERE.parent / "processor")):
-    if _path not in sys.path:
-        sys.path.append(_path)
-
-from gateway_testkit import Client, LiveGateway, Stack, gateway_config  # noqa: E402
-from processor_testkit import ProcessorHarness  # noqa: E402
+from testkit.gateway import Client, LiveGateway, Stack, gateway_config
+from testkit.processor import ProcessorHarness
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from gateway_testkit import Stack, create_body, new_key, unique_proposal
-from processor_testkit import ROOT, wait_until
 
 from local_kafka.broker import free_loopback_port
-from processor.config import TopicNames
+from testkit.gateway import Stack, create_body, new_key, unique_proposal
+from testkit.processor import ROOT, wait_until
+from wire.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 

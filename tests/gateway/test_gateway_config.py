@@ -54,7 +54,7 @@ def test_bootstrap_servers_are_required() -> None:
 
 
 def test_topic_names_match_the_processor_for_the_same_environment() -> None:
-    from processor.config import TopicNames
+    from wire.topics import TopicNames
 
     env = {**BASE, "PROCESSOR_APPLICATION_ID": "exec-prod", "TOPIC_COMMAND_RESULTS": "results-v2"}
     assert gateway_config.load([], env).topics == TopicNames.defaults("exec-prod", env)

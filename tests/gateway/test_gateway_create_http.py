@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
-from fakes import AUTH, FakeBackend, assert_problem, config, entry, run, state_change
 
 from execution_domain import Actor, ExecutionPolicy, execution_id_for_key, request_hash
 from execution_domain.proposal import seal_artifact
 from gateway.app import create_app
 from gateway.models import CancelAccepted, CommandPending, Execution
+from testkit.gateway_fakes import AUTH, FakeBackend, assert_problem, config, entry, run, state_change
 
 BODY = {
     "proposal_id": "prop_123",
@@ -25,7 +25,7 @@ BODY = {
 
 
 def sample_artifact() -> dict[str, Any]:
-    from processor_testkit import load_sample
+    from testkit.processor import load_sample
     return load_sample("rfc_accept_all")
 
 

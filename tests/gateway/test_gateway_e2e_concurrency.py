@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from gateway_testkit import TOKEN, Stack, create_body, new_key, unique_proposal
 
 from execution_domain import execution_id_for_key
+from testkit.gateway import TOKEN, Stack, create_body, new_key, unique_proposal
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gateway_testkit import (
+
+from execution_domain import execution_id_for_key
+from gateway.app import BACKEND
+from gateway.models import Execution, ExecutionPage
+from gateway.problems import PROBLEM_BASE
+from testkit.gateway import (
     Client,
     ExecutionOms,
     LiveGateway,
@@ -17,12 +22,7 @@ from gateway_testkit import (
     new_key,
     unique_proposal,
 )
-from processor_testkit import ProcessorHarness, wait_until
-
-from execution_domain import execution_id_for_key
-from gateway.app import BACKEND
-from gateway.models import Execution, ExecutionPage
-from gateway.problems import PROBLEM_BASE
+from testkit.processor import ProcessorHarness, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from gateway_testkit import (
+
+from gateway.webhook import derived_event_id
+from testkit.gateway import (
     OLD_WEBHOOK_SECRET,
     Stack,
     create_body,
@@ -16,9 +18,7 @@ from gateway_testkit import (
     sign,
     unique_proposal,
 )
-from processor_testkit import TopicReader
-
-from gateway.webhook import derived_event_id
+from testkit.processor import TopicReader
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from fakes import AUTH, OTHER_TOKEN, SECRET, TOKEN, FakeBackend, assert_problem, config, run
 
 from gateway.app import create_app
 from gateway.auth import BearerAuth, parse_bearer, token_fingerprint
 from gateway.problems import PROBLEM_BASE, Problems
 from gateway.webhook import signature_header
+from testkit.gateway_fakes import AUTH, OTHER_TOKEN, SECRET, TOKEN, FakeBackend, assert_problem, config, run
+
 
 def serve(scenario: Any, backend: FakeBackend | None = None, **options: Any) -> Any:
     return run(create_app(config(**options), backend=backend or FakeBackend()), scenario)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import orjson
 import schemathesis
 from aiohttp.test_utils import TestClient
-from fakes import AUTH, FakeBackend, config, entry, run
 
 from gateway import models
 from gateway.app import create_app
 from gateway.openapi import openapi_document
 from gateway.problems import Problems
+from testkit.gateway_fakes import AUTH, FakeBackend, config, entry, run
 
 
 def test_document_is_a_valid_openapi_3_1_document() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
-from fakes import AUTH, FakeBackend, assert_problem, config, entry, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +17,7 @@ from gateway.app import create_app
 from gateway.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor, filters_digest
 from gateway.models import Execution, ExecutionPage
 from gateway.read_model import ExecutionIndex
+from testkit.gateway_fakes import AUTH, FakeBackend, assert_problem, config, entry, run
 
 # -- cursor encoding ------------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import json
 
 import pytest
 import schemathesis
-from gateway_testkit import TOKEN, WEBHOOK_SECRET, Stack
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -26,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.openapi import openapi_document
 from gateway.webhook import SIGNATURE_HEADER, signature_header
+from testkit.gateway import TOKEN, WEBHOOK_SECRET, Stack
 
 pytestmark = pytest.mark.integration
 

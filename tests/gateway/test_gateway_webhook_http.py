@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from fakes import SECRET, FakeBackend, assert_problem, config, entry, run
 
 from gateway.app import create_app
 from gateway.models import EventAccepted
 from gateway.webhook import derived_event_id, signature_header
+from testkit.gateway_fakes import SECRET, FakeBackend, assert_problem, config, entry, run
 from wire import examples
 
 SELL = examples.ticket_id("oi_sell_1")  # a ticket of the example snapshot

@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 
 import pytest
-from processor_testkit import ProcessorHarness, load_sample, wait_until
 
 from mock_oms.engine import Faults, MockOmsEngine
 from mock_oms.scenarios import ScenarioBook
 from mock_oms.service import KafkaDelivery, MockOmsService
+from testkit.processor import ProcessorHarness, load_sample, wait_until
 
 pytestmark = pytest.mark.integration
 

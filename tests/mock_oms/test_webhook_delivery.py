@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
-from gateway_testkit import WEBHOOK_SECRET, LiveGateway, gateway_config
-from processor_testkit import ProcessorHarness, load_sample
 
 from mock_oms.engine import MockOmsEngine
 from mock_oms.scenarios import ScenarioBook
 from mock_oms.service import MockOmsService, WebhookDelivery
+from testkit.gateway import WEBHOOK_SECRET, LiveGateway, gateway_config
+from testkit.processor import ProcessorHarness, load_sample
 
 pytestmark = pytest.mark.integration
 

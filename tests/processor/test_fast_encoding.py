@@ -13,14 +13,14 @@ import pytest
 from fastavro import schemaless_writer
 from hypothesis import given
 from hypothesis import strategies as st
-from stream_fixtures import build_event_stream, build_executions, reference_fold
 
 from execution_domain import Execution, apply_order_event, mark_released
 from processor import executions as processor_executions
-from processor import translate
-from processor.config import TopicNames
 from processor.outputs import Outputs
+from testkit.streams import build_event_stream, build_executions, reference_fold
+from wire import records as translate
 from wire import serde
+from wire.topics import TopicNames
 
 
 class _CapturingTxn:

@@ -13,10 +13,10 @@ import urllib.request
 from dataclasses import fields
 
 import pytest
-from processor_testkit import ROOT, ProcessorHarness, ScriptedOms, load_sample, wait_until
 
 from local_kafka.broker import free_loopback_port
-from processor.config import TopicNames
+from testkit.processor import ROOT, ProcessorHarness, ScriptedOms, load_sample, wait_until
+from wire.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 

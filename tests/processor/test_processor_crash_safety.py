@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from processor_testkit import ProcessorHarness
-from stream_fixtures import (
+
+from testkit.processor import ProcessorHarness
+from testkit.streams import (
     CommittedReader,
     InputProgress,
     build_event_stream,

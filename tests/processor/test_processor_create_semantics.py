@@ -6,10 +6,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from processor_testkit import ProcessorHarness, ScriptedOms, load_sample
 
-from execution_domain.ports import MockHold
 from execution_domain.proposal import seal_artifact
+from mock_oms.provider import MockHold
+from testkit.processor import ProcessorHarness, ScriptedOms, load_sample
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ import copy
 from datetime import UTC, datetime
 
 import pytest
-from processor_testkit import ProcessorHarness, ScriptedOms, load_sample, wait_until
 
 from execution_domain import EventDetails, OrderEvent, OrderEventType, parse_artifact
 from execution_domain.proposal import seal_artifact
-from processor import translate
+from testkit.processor import ProcessorHarness, ScriptedOms, load_sample, wait_until
+from wire import records as translate
 from wire import serde
 
 pytestmark = pytest.mark.integration

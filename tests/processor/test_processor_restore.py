@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from processor_testkit import ProcessorHarness, ScriptedOms, load_sample
+
+from testkit.processor import ProcessorHarness, ScriptedOms, load_sample
 
 pytestmark = pytest.mark.integration
 

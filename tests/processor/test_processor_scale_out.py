@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from processor_testkit import ProcessorHarness, ProcessorProcess
-from stream_fixtures import (
+
+from testkit.processor import ProcessorHarness, ProcessorProcess
+from testkit.streams import (
     CommittedReader,
     EventStream,
     InputProgress,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from processor_testkit import ProcessorHarness, ScriptedOms, load_sample
 
 from execution_domain import execution_id_for_key, parse_artifact
-from execution_domain.ports import MockAccept, MockFill, MockReject
 from execution_domain.tickets import generate_tickets
+from mock_oms.provider import MockAccept, MockFill, MockReject
+from testkit.processor import ProcessorHarness, ScriptedOms, load_sample
 
 pytestmark = pytest.mark.integration
 

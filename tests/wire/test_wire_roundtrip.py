@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from wire import decimals, serde
 from wire.topics import TOPICS
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def assert_identical(decoded: Any, original: Any, path: str = "") -> None:

@@ -14,15 +14,15 @@ from execution_domain.events import EventDetails, OrderEvent, OrderEventType
 from execution_domain.execution import Execution, Outcome, apply_order_event, create_execution, mark_released
 from execution_domain.fills import FillLedger
 from execution_domain.policy import ExecutionPolicy
-from execution_domain.ports import MockExecutionProvider
 from execution_domain.proposal import ProposalArtifact, parse_artifact
 from execution_domain.request import Actor, RequestOrigin
 from execution_domain.ticket_state import TicketEventKind, TicketInput, TicketRecord, TicketState, apply_ticket_input
 from execution_domain.tickets import Ticket
+from mock_oms.provider import MockExecutionProvider
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT / "samples" / "proposals"
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_DIR = REPO_ROOT / "tests" / "execution_domain" / "golden"
 SAMPLE_NAMES = tuple(sorted(path.stem for path in SAMPLES_DIR.glob("*.json")))
 
 T0 = datetime(2026, 2, 18, 10, 0, 0, tzinfo=UTC)

@@ -28,15 +28,16 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from execution_domain import OrderEvent, execution_id_for_key, parse_artifact
-from execution_domain.ports import MockExecutionProvider
 from kafka_client.settings import KafkaSettings
-from processor import translate
+from mock_oms.provider import MockExecutionProvider
 from processor.app import ProcessorApp
-from processor.config import ProcessorConfig, TopicNames
+from processor.config import ProcessorConfig
 from processor.topics import prepare_topics
+from wire import records as translate
 from wire import serde
+from wire.topics import TopicNames
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "proposals"
 T0 = datetime(2026, 2, 18, 10, 0, tzinfo=UTC)
 DEFAULT_POLICY = {

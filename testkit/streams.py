@@ -31,7 +31,6 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
-from processor_testkit import ACTOR, DEFAULT_POLICY, T0, ProcessorHarness, drain_until_quiet, load_sample, wait_until
 
 from execution_domain import (
     EventDetails,
@@ -48,10 +47,11 @@ from execution_domain import (
 )
 from execution_domain.proposal import seal_artifact
 from execution_domain.tickets import generate_tickets
-from processor import translate
 from processor.create_request import CreateRequest
 from processor.restore import restore_consumer_config, restore_store
 from processor.state_store import PartitionStore
+from testkit.processor import ACTOR, DEFAULT_POLICY, T0, ProcessorHarness, drain_until_quiet, load_sample, wait_until
+from wire import records as translate
 from wire import serde
 
 

@@ -18,8 +18,8 @@ from gateway.models import Problem
 from gateway.problems import PROBLEM_BASE
 from gateway.read_model import ExecutionEntry, ExecutionIndex, entry_from_change
 from kafka_client.settings import KafkaSettings
-from processor.config import TopicNames
 from wire import examples, serde
+from wire.topics import TopicNames
 
 TOKEN = "unit-token-6f1c0d"
 OTHER_TOKEN = "unit-token-second"

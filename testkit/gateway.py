@@ -16,13 +16,13 @@ from typing import Any
 
 import requests
 from aiohttp import web
-from processor_testkit import ProcessorHarness, ScriptedOms, load_sample, wait_until
 
 from execution_domain.proposal import seal_artifact
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.webhook import signature_header
 from kafka_client.settings import KafkaSettings
+from testkit.processor import ProcessorHarness, ScriptedOms, load_sample, wait_until
 
 TOKEN = "test-token-" + uuid.uuid4().hex
 WEBHOOK_SECRET = "whsec-" + uuid.uuid4().hex

@@ -2,20 +2,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from domain_testkit import POLICY, T0, load_sample
 from execution_domain.events import OrderEventType
-from execution_domain.ports import (
-    ExecutionProvider,
-    MockAccept,
-    MockExecutionProvider,
-    MockFill,
-    MockHold,
-    MockRefuseSubmission,
-    Status,
-    OrderStatus,
-)
+from execution_domain.ports import ExecutionProvider, OrderStatus, Status
 from execution_domain.ticket_state import TicketState
 from execution_domain.tickets import generate_tickets
+from mock_oms.provider import MockAccept, MockExecutionProvider, MockFill, MockHold, MockRefuseSubmission
+from testkit.domain import POLICY, T0, load_sample
 
 D = Decimal
 

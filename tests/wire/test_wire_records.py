@@ -1,4 +1,4 @@
-"""processor.translate: wire records <-> domain values, checked through the real Avro codec."""
+"""wire.records: wire records <-> domain values, checked through the real Avro codec."""
 
 from __future__ import annotations
 
@@ -36,8 +36,10 @@ from execution_domain.events import NO_DETAILS
 from execution_domain.policy import CriticalSells, OrderType, PartialFunding, TimeInForce
 from execution_domain.proposal import seal_artifact
 from execution_domain.tickets import CashTransferTicket, FxSpotOrderTicket, SecurityOrderTicket
-from processor import translate
-from processor.translate import (
+from wire import examples, serde
+from wire import records as translate
+from wire.errors import EncodeError
+from wire.records import (
     CreateCommand,
     actor_from_record,
     actor_to_record,
@@ -56,8 +58,6 @@ from processor.translate import (
     ticket_to_record,
     ticket_union_value,
 )
-from wire import examples, serde
-from wire.errors import EncodeError
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "samples" / "proposals").glob("*.json"))

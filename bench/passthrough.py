@@ -1,7 +1,7 @@
 """The limit: a raw confluent-kafka transactional consume -> produce pass-through.
 
 Same consumer/producer settings, batch size and commit interval as the processor's loop
-(`processor.app`, `processor.loop`), and no work per record but re-producing it: what the
+(`processor.app`, `processor.runtime.loop`), and no work per record but re-producing it: what the
 broker and the client allow one Python process to do with exactly-once.
 
     python -m bench.passthrough BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC GROUP [--batch-size 500] [--commit-interval-ms 100]

@@ -21,8 +21,8 @@ from quixstreams import Application
 from quixstreams.state.rocksdb import RocksDBOptions
 
 from execution_domain import apply_order_event
-from processor.executions import decode_stored_execution, encode_stored_execution
-from processor.outputs import encode_state_change_spliced
+from processor.outputs import StateChangeEncoder
+from processor.state_codecs import ExecutionCodec
 from wire import records as translate
 from wire import serde
 
@@ -30,6 +30,7 @@ _ORDER_EVENT = serde.codec("OrderEvent")
 
 
 def main() -> None:
+    executions, state_changes = ExecutionCodec(), StateChangeEncoder()
     bootstrap, input_topic, output_topic, group, state_dir, seed_file = sys.argv[1:7]
     seed: dict[str, bytes] = {}
     with open(seed_file, "rb") as f:
@@ -41,7 +42,7 @@ def main() -> None:
         broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
         commit_interval=0.1, processing_guarantee="exactly-once", state_dir=state_dir,
         loglevel="WARNING", producer_extra_config={"linger.ms": 5, "compression.type": "lz4"},
-        rocksdb_options=RocksDBOptions(dumps=encode_stored_execution, loads=decode_stored_execution, use_fsync=False),
+        rocksdb_options=RocksDBOptions(dumps=executions.encode, loads=executions.decode, use_fsync=False),
     )
     source = app.topic(input_topic, value_deserializer="bytes", key_deserializer="bytes")
     sink = app.topic(output_topic, value_serializer="bytes", key_serializer="bytes")
@@ -51,14 +52,14 @@ def main() -> None:
         event = translate.order_event_from_record(record)
         execution = state.get(b"x")
         if execution is None:
-            execution = decode_stored_execution(seed[event.execution_id])
+            execution = executions.decode(seed[event.execution_id])
         outcome = apply_order_event(execution, event)
         if outcome.entry is None:
             return None
         updated = outcome.execution
         state.set(b"x", updated)
         seq = outcome.entry.seq
-        return encode_state_change_spliced(translate.state_change_record(
+        return state_changes.encode_spliced(translate.state_change_record(
             change_id=f"{updated.execution_id}/{seq}", sequence=seq, occurred_at=event.occurred_at,
             correlation_id=updated.definition.origin.correlation_id, cause_kind="ORDER_EVENT",
             cause_id=event.event_id, outcomes=outcome, with_events=False,

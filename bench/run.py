@@ -363,7 +363,7 @@ class Bench:
                                   "fills": fills, "duplicates": dupes}
 
     def _write_peer_seed(self) -> None:
-        from processor.state_store import PartitionStore
+        from processor.runtime.store import PartitionStore
         with open(self.seed_file, "wb") as out:
             for partition in range(self.P):
                 store = PartitionStore(self.state / "executions" / str(partition),

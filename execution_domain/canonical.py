@@ -103,7 +103,8 @@ def to_primitive(value: Any) -> Primitive:
         return [to_primitive(item) for item in value]
     converter = getattr(value, "to_primitive", None)
     if callable(converter):
-        return converter()
+        converted: Primitive = converter()
+        return converted
     raise TypeError(f"cannot convert {type(value).__name__} to a primitive")
 
 

@@ -115,13 +115,6 @@ class Execution:
             "definition": self.definition.to_primitive(),
             "tickets": [record.to_primitive() for record in self.records.values()],
             "log": [entry.to_primitive() for entry in self.log],
-            **self.bookkeeping_primitive(),
-        }
-
-    def bookkeeping_primitive(self) -> dict[str, Any]:
-        """The small parts of `to_primitive`: everything but definition, tickets and log (which
-        are immutable once built, so an encoder may cache their primitives)."""
-        return {
             "state": self.state.value,
             "cancel_request": None if self.cancel_request is None else self.cancel_request.to_primitive(),
             "handled_commands": sorted(self.handled_commands),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 CLIENT_ENV_PREFIX = "KAFKA_CLIENT_"
+# A librdkafka configuration, as confluent-kafka's clients take it.
+ClientConfig = dict[str, str | int | float | bool]
 # Never logged: values of properties whose names contain these words.
 _SECRET_WORDS = ("password", "secret", "key", "token", "jaas")
 
@@ -26,7 +28,7 @@ class KafkaSettings:
     bootstrap_servers: str
     client_config: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold SASL secrets
 
-    def base_config(self) -> dict[str, object]:
+    def base_config(self) -> ClientConfig:
         """Properties every client of the service starts from."""
         return {"bootstrap.servers": self.bootstrap_servers, **self.client_config}
 

@@ -12,72 +12,81 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from confluent_kafka import Message
 
-from execution_domain import ArtifactInvalid, ProposalArtifact, parse_artifact
+from execution_domain import ArtifactInvalid, ProposalArtifact
+from kafka_client.records import decode_value
 from processor.outputs import Outputs
-from processor.state_store import PartitionStore
-from processor.transaction import ProcessingTransaction
+from processor.runtime.kv import KeyValueStore
+from processor.runtime.task import Handler, TaskContext
+from processor.state_codecs import ArtifactCodec, Reservation, ReservationCodec
 from wire import records as translate
 from wire import serde
+from wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-_APPROVED_PROPOSAL = serde.codec("ApprovedProposal")
-_ADMISSION_REQUEST = serde.codec("AdmissionRequest")
-
 
 class ImmutableVersionViolation(ValueError):
     """A proposal version arrived again with different content."""
 
 
-def _version_key(prefix: str, proposal_id: str, version_no: int) -> bytes:
-    return f"{prefix}/{proposal_id}/{version_no}".encode()
+def _version_key(proposal_id: str, version_no: int) -> str:
+    return f"{proposal_id}/{version_no}"
 
 
-def _decode(codec: serde.Codec, message: Message) -> dict[str, Any]:
-    return codec.decode(message.value(), topic=message.topic(), partition=message.partition(), offset=message.offset())
+class ProposalsProcessor:
+    """The handlers of one proposals task and the stores they use."""
 
+    def __init__(self, context: TaskContext, topics: TopicNames) -> None:
+        self._topics = topics
+        self._outputs = Outputs(topics, context.journal)
+        self._approved_proposal = serde.codec("ApprovedProposal")
+        self._admission_request = serde.codec("AdmissionRequest")
+        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it
+        self.proposals: KeyValueStore[ProposalArtifact] = KeyValueStore(
+            "proposals", b"p/", ArtifactCodec(), context.store, context.journal, max_cached=10_000)
+        self.reservations: KeyValueStore[Reservation] = KeyValueStore(
+            "reservations", b"r/", ReservationCodec(), context.store, context.journal, max_cached=50_000)
 
-class ProposalAdmission:
-    def __init__(self, outputs: Outputs) -> None:
-        self._outputs = outputs
+    @property
+    def stores(self) -> tuple[KeyValueStore[Any], ...]:
+        return (self.proposals, self.reservations)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            self._topics.approved_proposals: self.on_approved_proposal,
+            self._topics.admission_requests: self.on_admission_request,
+        }
 
     # -- approved proposals from upstream ------------------------------------------------
 
-    def on_approved_proposal(self, message: Message, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        artifact = translate.artifact_from_record(_decode(_APPROVED_PROPOSAL, message))
-        self._store_artifact(artifact, store, txn)
+    def on_approved_proposal(self, message: Message) -> None:
+        artifact = translate.artifact_from_record(decode_value(self._approved_proposal, message))
+        self._store_artifact(artifact)
 
-    def _store_artifact(self, artifact: ProposalArtifact, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        key = _version_key("p", artifact.proposal_id, artifact.version_no)
-        stored = txn.get(store, key)
+    def _store_artifact(self, artifact: ProposalArtifact) -> None:
+        key = _version_key(artifact.proposal_id, artifact.version_no)
+        stored = self.proposals.get(key)
         if stored is not None:
-            stored_hash = orjson.loads(stored)["proposal_version_hash"]
+            stored_hash = stored.proposal_version_hash
             if stored_hash != artifact.proposal_version_hash:
                 raise ImmutableVersionViolation(
                     f"proposal {artifact.proposal_id} version {artifact.version_no} is stored with hash "
                     f"{stored_hash}; versions are immutable, refusing {artifact.proposal_version_hash}"
                 )
             return  # the same version again (an upstream retry): nothing to do
-        txn.put(store, key, orjson.dumps(artifact.to_primitive()))
-
-    def _stored_artifact(self, proposal_id: str, version_no: int, store: PartitionStore,
-                         txn: ProcessingTransaction) -> ProposalArtifact | None:
-        stored = txn.get(store, _version_key("p", proposal_id, version_no))
-        return None if stored is None else parse_artifact(orjson.loads(stored))
+        self.proposals.put(key, artifact)
 
     # -- admission requests from the executions subtopology --------------------------------
 
-    def on_admission_request(self, message: Message, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        request = _decode(_ADMISSION_REQUEST, message)
+    def on_admission_request(self, message: Message) -> None:
+        request = decode_value(self._admission_request, message)
         if request["kind"] == "RELEASE":
-            self._release(request, store, txn)
+            self._release(request)
         else:
-            self._outputs.admission_decision(txn, self._admit(request, store, txn))
+            self._outputs.admission_decision(self._admit(request))
 
-    def _admit(self, request: dict[str, Any], store: PartitionStore, txn: ProcessingTransaction) -> dict[str, Any]:
+    def _admit(self, request: dict[str, Any]) -> dict[str, Any]:
         proposal_id, version_no = request["proposal_id"], request["version_no"]
 
         def decision(outcome: str, *, artifact: ProposalArtifact | None = None, reason: str | None = None,
@@ -91,7 +100,7 @@ class ProposalAdmission:
                 "existing_execution_id": existing, "reason": reason,
             }
 
-        stored = self._stored_artifact(proposal_id, version_no, store, txn)
+        stored = self.proposals.get(_version_key(proposal_id, version_no))
         artifact = stored
         if request["artifact"] is not None:
             try:
@@ -107,7 +116,7 @@ class ProposalAdmission:
                     f"inline artifact hash {inline.proposal_version_hash} differs from the stored version "
                     f"{stored.proposal_version_hash}; versions are immutable"))
             if stored is None:
-                self._store_artifact(inline, store, txn)  # now known: later requests may omit it
+                self._store_artifact(inline)  # now known: later requests may omit it
             artifact = inline
         if artifact is None:
             return decision("PROPOSAL_NOT_FOUND", reason=f"proposal {proposal_id} version {version_no} is not known")
@@ -116,29 +125,23 @@ class ProposalAdmission:
             reasons = "; ".join(f"{r.code}: {r.message}" for r in gate.reasons) or "no reasons given"
             return decision("NOT_EXECUTABLE", reason=f"gate decision is {gate.decision.value} ({reasons})")
         if request["reserve_version"]:
-            holder = self._live_holder(proposal_id, version_no, store, txn)
+            holder = self._live_holder(proposal_id, version_no)
             if holder is not None and holder != request["execution_id"]:
                 return decision("VERSION_IN_USE", existing=holder, reason=(
                     f"proposal {proposal_id} version {version_no} is being executed by {holder}"))
-            txn.put(store, _version_key("r", proposal_id, version_no),
-                    orjson.dumps({"execution_id": request["execution_id"], "live": True}))
+            self.reservations.put(_version_key(proposal_id, version_no), Reservation(request["execution_id"], live=True))
         return decision("ADMITTED", artifact=artifact)
 
-    def _live_holder(self, proposal_id: str, version_no: int, store: PartitionStore,
-                     txn: ProcessingTransaction) -> str | None:
-        raw = txn.get(store, _version_key("r", proposal_id, version_no))
-        if raw is None:
-            return None
-        reservation = orjson.loads(raw)
-        return reservation["execution_id"] if reservation["live"] else None
+    def _live_holder(self, proposal_id: str, version_no: int) -> str | None:
+        reservation = self.reservations.get(_version_key(proposal_id, version_no))
+        return reservation.execution_id if reservation is not None and reservation.live else None
 
-    def _release(self, request: dict[str, Any], store: PartitionStore, txn: ProcessingTransaction) -> None:
+    def _release(self, request: dict[str, Any]) -> None:
         proposal_id, version_no = request["proposal_id"], request["version_no"]
-        if self._live_holder(proposal_id, version_no, store, txn) != request["execution_id"]:
+        if self._live_holder(proposal_id, version_no) != request["execution_id"]:
             return  # not (or no longer) the holder: nothing to release
-        txn.put(store, _version_key("r", proposal_id, version_no), orjson.dumps({
-            "execution_id": request["execution_id"], "live": False, "ended_state": request["ended_state"],
-        }))
+        self.reservations.put(_version_key(proposal_id, version_no), Reservation(
+            request["execution_id"], live=False, ended_state=request["ended_state"]))
         log.info("released proposal version", extra={
             "proposal_id": proposal_id, "version_no": version_no, "execution_id": request["execution_id"],
         })

@@ -9,11 +9,13 @@ import time
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
+from kafka_client.settings import ClientConfig
 from observability.ops_server import OpsServer
 from processor.config import ProcessorConfig
-from processor.loop import LoopSettings, ProcessorLoop
 from processor.metrics import ProcessorMetrics
-from processor.restore import restore_consumer_config, written_end_consumer_config
+from processor.runtime.loop import LoopSettings, StreamLoop
+from processor.runtime.restore import restore_consumer_config, written_end_consumer_config
+from processor.runtime.state_manager import StateManager
 from processor.topics import prepare_topics
 from processor.topology import ServiceTopology
 
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 _STALL_S = 60.0  # a loop that has not come round for this long is not alive
 
 
-def consumer_config(config: ProcessorConfig) -> dict[str, object]:
+def consumer_config(config: ProcessorConfig) -> ClientConfig:
     return {
         **config.kafka.base_config(),
         "group.id": config.application_id,
@@ -39,7 +41,7 @@ def consumer_config(config: ProcessorConfig) -> dict[str, object]:
     }
 
 
-def producer_config(config: ProcessorConfig) -> dict[str, object]:
+def producer_config(config: ProcessorConfig) -> ClientConfig:
     return {
         **config.kafka.base_config(),
         "client.id": f"{config.application_id}-{config.instance_id}",
@@ -60,7 +62,8 @@ class ProcessorApp:
         self.config = config
         self.metrics = ProcessorMetrics()
         self.topology = ServiceTopology(config, self.metrics)
-        self.loop: ProcessorLoop | None = None
+        self.loop: StreamLoop | None = None
+        self.state: StateManager | None = None
         self._stop = threading.Event()
         self._ops: OpsServer | None = None
 
@@ -92,17 +95,19 @@ class ProcessorApp:
         producer.init_transactions(30)
         restore_consumer = Consumer(restore_consumer_config(config.kafka.base_config()))
         watermark_consumer = Consumer(written_end_consumer_config(config.kafka.base_config()))
-        self.loop = ProcessorLoop(
-            consumer=Consumer(consumer_config(config)),
-            producer=producer,
+        self.state = StateManager(
+            self.topology.subtopologies,
+            config.state_dir,
+            self.topology.build_task,
             restore_consumer=restore_consumer,
             changelog_written_end=lambda tp: watermark_consumer.get_watermark_offsets(tp, timeout=30, cached=False)[1],
-            topology=self.topology,
-            settings=LoopSettings(
-                state_dir=config.state_dir,
-                batch_size=config.batch_size,
-                commit_interval_s=config.commit_interval_ms / 1000,
-            ),
+            metrics=self.metrics,
+        )
+        self.loop = StreamLoop(
+            consumer=Consumer(consumer_config(config)),
+            producer=producer,
+            state=self.state,
+            settings=LoopSettings(batch_size=config.batch_size, commit_interval_s=config.commit_interval_ms / 1000),
             metrics=self.metrics,
         )
         del producer  # the loop owns the clients from here

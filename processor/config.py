@@ -32,6 +32,7 @@ class ProcessorConfig:
     http_host: str
     http_port: int  # 0 disables the ops HTTP server
     log_level: str
+    on_handler_error: str = "dead-letter"  # what a handler bug does: "dead-letter" (and go on) or "stop"
 
     @property
     def transactional_id(self) -> str:
@@ -65,7 +66,13 @@ def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentPa
                         help="address of /metrics, /healthz, /readyz (env PROCESSOR_HTTP_HOST)")
     parser.add_argument("--http-port", type=int, default=int(_env(environ, "PROCESSOR_HTTP_PORT", "9464")),
                         help="port of /metrics, /healthz, /readyz; 0 disables (env PROCESSOR_HTTP_PORT)")
-    parser.add_argument("--log-level", default=_env(environ, "PROCESSOR_LOG_LEVEL", "INFO"))
+    parser.add_argument("--log-level", default=_env(environ, "PROCESSOR_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING or ERROR (env PROCESSOR_LOG_LEVEL)")
+    parser.add_argument("--on-handler-error", choices=("dead-letter", "stop"),
+                        default=_env(environ, "PROCESSOR_ON_HANDLER_ERROR", "dead-letter"),
+                        help="what a bug in a record handler (an exception that is not bad input) does: "
+                             "dead-letter the record with the error and go on, or stop the processor "
+                             "(env PROCESSOR_ON_HANDLER_ERROR; default dead-letter)")
     return parser
 
 
@@ -83,4 +90,5 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         http_host=args.http_host,
         http_port=args.http_port,
         log_level=args.log_level,
+        on_handler_error=args.on_handler_error,
     )

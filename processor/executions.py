@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
 from confluent_kafka import Message
 
 from execution_domain import (
@@ -34,21 +33,19 @@ from execution_domain import (
     request_cancel,
 )
 from execution_domain.ticket_state import AnomalyCode, TicketState
+from kafka_client.records import decode_value
 from processor.create_request import CreateRequest
 from processor.kafka_provider import KafkaExecutionProvider
 from processor.metrics import ProcessorMetrics
 from processor.outputs import Outputs
-from processor.state_cache import StateCache
-from processor.state_store import PartitionStore
-from processor.transaction import ProcessingTransaction
+from processor.runtime.kv import KeyValueStore
+from processor.runtime.task import Handler, TaskContext
+from processor.state_codecs import ExecutionCodec, PendingAdmission, PendingAdmissionCodec, Waiter
 from wire import records as translate
 from wire import serde
+from wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
-
-_COMMAND = serde.codec("ExecutionCommand")
-_DECISION = serde.codec("AdmissionDecision")
-_ORDER_EVENT = serde.codec("OrderEvent")
 
 # An execution that ends here frees its proposal version for another execution.
 _ENDED_FREEING_VERSION = frozenset({ExecutionState.REJECTED, ExecutionState.CANCELLED})
@@ -69,114 +66,84 @@ class UnknownExecution(LookupError):
 class Cause:
     """The input being folded: what every output it causes refers to."""
 
-    kind: str  # "COMMAND" or "ORDER_EVENT"
+    kind: translate.CauseKind
     id: str
     correlation_id: str | None
     at: datetime  # the input's own time, never the wall clock: reprocessing reproduces outputs
 
 
-def _decode(codec: serde.Codec, message: Message) -> dict[str, Any]:
-    return codec.decode(message.value(), topic=message.topic(), partition=message.partition(), offset=message.offset())
+class ExecutionsProcessor:
+    """The handlers of one executions task and the stores they use."""
 
-
-class _ImmutableJson:
-    """JSON of immutable values (`to_primitive()`), encoded once per value.
-
-    A log entry never changes once appended, nor does an execution's definition, and a ticket
-    record is replaced (not changed) when its ticket moves: re-encoding all of them for every
-    changed execution at every commit was the top of the profile after the state-change encoding
-    (docs/benchmarks.md). Keyed by id(); each value holds its object, so that id cannot be reused
-    while cached. Bounded: cleared when full, a miss costs one plain encoding.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._json: dict[int, tuple[Any, bytes]] = {}
-
-    def __call__(self, value: Any) -> bytes:
-        hit = self._json.get(id(value))
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        data = orjson.dumps(value.to_primitive())
-        if len(self._json) >= self._limit:
-            self._json.clear()
-        self._json[id(value)] = (value, data)
-        return data
-
-
-_DEFINITION_JSON = _ImmutableJson(50_000)
-_TICKET_RECORD_JSON = _ImmutableJson(50_000)
-_LOG_ENTRY_JSON = _ImmutableJson(200_000)
-
-
-def encode_stored_execution(execution: Execution) -> bytes:
-    """The bytes of ``orjson.dumps(execution.to_primitive())``, built from cached JSON of the
-    immutable parts (definition, ticket records, log entries) and the small rest encoded afresh."""
-    definition = _DEFINITION_JSON(execution.definition)
-    tickets = b",".join([_TICKET_RECORD_JSON(record) for record in execution.records.values()])
-    entries = b",".join([_LOG_ENTRY_JSON(entry) for entry in execution.log])
-    rest = orjson.dumps(execution.bookkeeping_primitive())  # '{"state":...}', never empty
-    return b"".join((b'{"definition":', definition, b',"tickets":[', tickets, b'],"log":[', entries, b"],", rest[1:]))
-
-
-def decode_stored_execution(raw: bytes) -> Execution:
-    return Execution.from_primitive(orjson.loads(raw))
-
-
-class ExecutionFolding:
-    def __init__(self, outputs: Outputs, metrics: ProcessorMetrics) -> None:
-        self._outputs = outputs
+    def __init__(self, context: TaskContext, topics: TopicNames, metrics: ProcessorMetrics) -> None:
+        self._topics = topics
+        self._outputs = Outputs(topics, context.journal)
         self._metrics = metrics
-        self._provider = KafkaExecutionProvider(outputs)
-        self.executions: StateCache[Execution] = StateCache(b"x/", encode_stored_execution, decode_stored_execution)
-        self.admissions: StateCache[dict[str, Any]] = StateCache(b"a/", orjson.dumps, orjson.loads)
+        self._provider = KafkaExecutionProvider(self._outputs)
+        self._command = serde.codec("ExecutionCommand")
+        self._decision = serde.codec("AdmissionDecision")
+        self._order_event = serde.codec("OrderEvent")
+        self.executions: KeyValueStore[Execution] = KeyValueStore(
+            "executions", b"x/", ExecutionCodec(), context.store, context.journal, max_cached=50_000)
+        self.admissions: KeyValueStore[PendingAdmission] = KeyValueStore(
+            "admissions", b"a/", PendingAdmissionCodec(), context.store, context.journal, max_cached=50_000)
+
+    @property
+    def stores(self) -> tuple[KeyValueStore[Any], ...]:
+        return (self.executions, self.admissions)
+
+    def handlers(self) -> dict[str, Handler]:
+        t = self._topics
+        return {
+            t.execution_commands: self.on_command,
+            t.admission_decisions: self.on_admission_decision,
+            t.order_events: self.on_order_event,
+        }
 
     # -- commands from the gateway -----------------------------------------------------
 
-    def on_command(self, message: Message, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        command = _decode(_COMMAND, message)
+    def on_command(self, message: Message) -> None:
+        command = decode_value(self._command, message)
         if command["command_type"] == "CREATE_EXECUTION":
-            self._create(command, store, txn)
+            self._create(command)
         else:
-            self._cancel(command, store, txn)
+            self._cancel(command)
 
-    def _create(self, command: dict[str, Any], store: PartitionStore, txn: ProcessingTransaction) -> None:
+    def _create(self, command: dict[str, Any]) -> None:
         execution_id = command["execution_id"]
-        waiter = [command["command_id"], command["correlation_id"]]
+        waiter = Waiter(command["command_id"], command["correlation_id"])
         try:
             request = CreateRequest.from_command(command)
         except ValueError as invalid:  # pydantic ValidationError is a ValueError
-            self._answer(txn, waiter, "INVALID", execution_id=None,
+            self._answer(waiter, "INVALID", execution_id=None,
                          problem=("Invalid execution request", str(invalid)))
             self._metrics.executions_created.labels("INVALID").inc()
             return
-        existing = self.executions.get(txn, store, execution_id)
+        existing = self.executions.get(execution_id)
         if existing is not None:
             same = existing.definition.request_hash == request.request_hash
-            self._answer(txn, waiter, "REPLAYED" if same else "CONFLICT", execution_id=existing.execution_id if same else None,
+            self._answer(waiter, "REPLAYED" if same else "CONFLICT", execution_id=existing.execution_id if same else None,
                          existing=None if same else existing.execution_id, execution=existing,
                          problem=None if same else _key_conflict(existing.execution_id))
             self._metrics.executions_created.labels("REPLAYED" if same else "CONFLICT").inc()
             return
-        pending = self.admissions.get(txn, store, execution_id)
+        pending = self.admissions.get(execution_id)
         if pending is not None:
-            if pending["request_hash"] == request.request_hash:
-                pending = {**pending, "waiters": [*pending["waiters"], waiter]}
-                self.admissions.put(store, execution_id, pending)  # answered with the decision
+            if pending.request_hash == request.request_hash:
+                self.admissions.put(execution_id, pending.with_waiter(waiter))  # answered with the decision
             else:
-                self._answer(txn, waiter, "CONFLICT", execution_id=None, existing=execution_id,
+                self._answer(waiter, "CONFLICT", execution_id=None, existing=execution_id,
                              problem=_key_conflict(execution_id))
                 self._metrics.executions_created.labels("CONFLICT").inc()
             return
-        self.admissions.put(store, execution_id, {
-            "command_id": command["command_id"],
-            "correlation_id": command["correlation_id"],
-            "issued_at": command["issued_at"].isoformat(),
-            "request": request.to_primitive(),
-            "request_hash": request.request_hash,
-            "waiters": [waiter],
-        })
-        self._outputs.admission_request(txn, {
+        self.admissions.put(execution_id, PendingAdmission(
+            command_id=command["command_id"],
+            correlation_id=command["correlation_id"],
+            issued_at=command["issued_at"].isoformat(),
+            request=request,
+            waiters=(waiter,),
+        ))
+        self._outputs.admission_request({
             "request_id": command["command_id"], "kind": "ADMIT",
             "proposal_id": request.proposal_id, "version_no": request.version_no,
             "execution_id": execution_id, "correlation_id": command["correlation_id"],
@@ -184,37 +151,36 @@ class ExecutionFolding:
             "artifact": request.inline_artifact, "ended_state": None,
         })
 
-    def on_admission_decision(self, message: Message, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        decision = _decode(_DECISION, message)
+    def on_admission_decision(self, message: Message) -> None:
+        decision = decode_value(self._decision, message)
         execution_id = decision["execution_id"]
-        pending = self.admissions.get(txn, store, execution_id)
-        if pending is None or pending["command_id"] != decision["request_id"]:
+        pending = self.admissions.get(execution_id)
+        if pending is None or pending.command_id != decision["request_id"]:
             raise UnknownExecution(f"no pending admission of {execution_id} for request {decision['request_id']}")
-        self.admissions.delete(store, execution_id)
-        waiters = pending["waiters"]
+        self.admissions.delete(execution_id)
+        waiters = pending.waiters
         if decision["outcome"] != "ADMITTED":
             outcome, title = _DECISION_RESULTS[decision["outcome"]]
             for waiter in waiters:
-                self._answer(txn, waiter, outcome, execution_id=None, existing=decision["existing_execution_id"],
+                self._answer(waiter, outcome, execution_id=None, existing=decision["existing_execution_id"],
                              problem=(title, decision["reason"]))
             self._metrics.executions_created.labels(outcome).inc(len(waiters))
             return
-        request = CreateRequest.from_primitive(pending["request"])
-        cause = Cause("COMMAND", pending["command_id"], pending["correlation_id"],
-                      datetime.fromisoformat(pending["issued_at"]))
+        request = pending.request
+        cause = Cause("COMMAND", pending.command_id, pending.correlation_id, datetime.fromisoformat(pending.issued_at))
         try:
             artifact = translate.artifact_from_record(decision["artifact"])
             created = create_execution(execution_id, artifact, request.policy, cause.at,
                                        request.origin(cause.correlation_id), artifact_inline=request.artifact_inline)
         except (ArtifactInvalid, ArtifactNotExecutable) as refused:  # admission checked; stay safe anyway
             for waiter in waiters:
-                self._answer(txn, waiter, "INVALID", execution_id=None, problem=("Invalid proposal artifact", str(refused)))
-            self._release_version(txn, request.proposal_id, request.version_no, execution_id, cause, "REJECTED")
+                self._answer(waiter, "INVALID", execution_id=None, problem=("Invalid proposal artifact", str(refused)))
+            self._release_version(request.proposal_id, request.version_no, execution_id, cause, "REJECTED")
             return
-        execution = self._publish(created, cause, store, txn)
-        self.executions.put(store, execution_id, execution)
+        execution = self._publish(created, cause)
+        self.executions.put(execution_id, execution)
         for index, waiter in enumerate(waiters):
-            self._answer(txn, waiter, "CREATED" if index == 0 else "REPLAYED", execution_id=execution_id,
+            self._answer(waiter, "CREATED" if index == 0 else "REPLAYED", execution_id=execution_id,
                          execution=execution)
         self._metrics.executions_created.labels("CREATED").inc()
         self._metrics.executions_created.labels("REPLAYED").inc(len(waiters) - 1)
@@ -223,13 +189,13 @@ class ExecutionFolding:
             "correlation_id": cause.correlation_id,
         })
 
-    def _cancel(self, command: dict[str, Any], store: PartitionStore, txn: ProcessingTransaction) -> None:
+    def _cancel(self, command: dict[str, Any]) -> None:
         execution_id = command["execution_id"]
-        waiter = [command["command_id"], command["correlation_id"]]
-        execution = self.executions.get(txn, store, execution_id)
+        waiter = Waiter(command["command_id"], command["correlation_id"])
+        execution = self.executions.get(execution_id)
         if execution is None:
-            pending = self.admissions.get(txn, store, execution_id) is not None
-            self._answer(txn, waiter, "CANCEL_REJECTED" if pending else "NOT_FOUND", execution_id=None,
+            pending = self.admissions.get(execution_id) is not None
+            self._answer(waiter, "CANCEL_REJECTED" if pending else "NOT_FOUND", execution_id=None,
                          problem=("Execution is still being admitted", "retry the cancel shortly") if pending
                          else ("Execution not found", f"no execution {execution_id}"))
             return
@@ -237,19 +203,19 @@ class ExecutionFolding:
         outcome = request_cancel(execution, cancel)
         nothing_to_cancel = any(a.code is AnomalyCode.NOTHING_TO_CANCEL for a in outcome.anomalies)
         cause = Cause("COMMAND", command["command_id"], command["correlation_id"], command["issued_at"])
-        execution = self._publish(outcome, cause, store, txn)
-        self.executions.put(store, execution_id, execution)
+        execution = self._publish(outcome, cause)
+        self.executions.put(execution_id, execution)
         if nothing_to_cancel:
-            self._answer(txn, waiter, "CANCEL_REJECTED", execution_id=execution_id, execution=execution,
+            self._answer(waiter, "CANCEL_REJECTED", execution_id=execution_id, execution=execution,
                          problem=("Nothing to cancel", f"execution {execution_id} is {execution.state.value}"))
         else:
-            self._answer(txn, waiter, "CANCEL_ACCEPTED", execution_id=execution_id, execution=execution)
+            self._answer(waiter, "CANCEL_ACCEPTED", execution_id=execution_id, execution=execution)
 
     # -- order events from OMS adapters ------------------------------------------------
 
-    def on_order_event(self, message: Message, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        event = translate.order_event_from_record(_decode(_ORDER_EVENT, message))
-        execution = self.executions.get(txn, store, event.execution_id)
+    def on_order_event(self, message: Message) -> None:
+        event = translate.order_event_from_record(decode_value(self._order_event, message))
+        execution = self.executions.get(event.execution_id)
         if execution is None:
             raise UnknownExecution(f"order event {event.event_id} names unknown execution {event.execution_id}")
         cause = Cause("ORDER_EVENT", event.event_id, execution.definition.origin.correlation_id, event.occurred_at)
@@ -260,25 +226,25 @@ class ExecutionFolding:
             })
         outcome = apply_order_event(execution, event)
         if outcome.entry is not None:
-            self.executions.put(store, execution.execution_id, self._publish(outcome, cause, store, txn))
+            self.executions.put(execution.execution_id, self._publish(outcome, cause))
 
     # -- outputs of an outcome ---------------------------------------------------------
 
-    def _publish(self, outcome: Outcome, cause: Cause, store: PartitionStore, txn: ProcessingTransaction) -> Execution:
+    def _publish(self, outcome: Outcome, cause: Cause) -> Execution:
         """State change for the outcome's log entry; instructions for what it released or asked to
         cancel; then the release marks of those tickets, each its own logged change."""
         execution = outcome.execution
         if outcome.entry is None:
             return execution
         seq = outcome.entry.seq
-        self._outputs.state_change_spliced(txn, translate.state_change_record(
+        self._outputs.state_change_spliced(translate.state_change_record(
             change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=cause.at,
             correlation_id=cause.correlation_id, cause_kind=cause.kind, cause_id=cause.id, outcomes=outcome,
             with_events=False,
         ), execution)
         self._observe(outcome)
         if outcome.cancel_requests or outcome.tickets_to_submit:
-            with self._provider.bound(txn, execution, correlation_id=cause.correlation_id, issued_at=cause.at,
+            with self._provider.bound(execution, correlation_id=cause.correlation_id, issued_at=cause.at,
                                       cause_id=cause.id) as provider:
                 for ticket_id in outcome.cancel_requests:
                     provider.cancel_ticket(ticket_id)
@@ -290,17 +256,17 @@ class ExecutionFolding:
                 "execution_id": execution.execution_id, "ticket_id": ticket.ticket_id,
                 "correlation_id": cause.correlation_id,
             })
-            execution = self._publish(mark_released(execution, ticket.ticket_id, cause.at), cause, store, txn)
+            execution = self._publish(mark_released(execution, ticket.ticket_id, cause.at), cause)
         if outcome.state_after in _ENDED_FREEING_VERSION and outcome.state_before not in _ENDED_FREEING_VERSION \
                 and not execution.policy.dry_run:
             proposal = execution.definition.proposal
-            self._release_version(txn, proposal.proposal_id, proposal.version_no, execution.execution_id, cause,
+            self._release_version(proposal.proposal_id, proposal.version_no, execution.execution_id, cause,
                                   outcome.state_after.value)
         return execution
 
-    def _release_version(self, txn: ProcessingTransaction, proposal_id: str, version_no: int, execution_id: str,
-                         cause: Cause, ended_state: str) -> None:
-        self._outputs.admission_request(txn, {
+    def _release_version(self, proposal_id: str, version_no: int, execution_id: str, cause: Cause,
+                         ended_state: str) -> None:
+        self._outputs.admission_request({
             "request_id": f"{execution_id}/release/{cause.id}", "kind": "RELEASE",
             "proposal_id": proposal_id, "version_no": version_no, "execution_id": execution_id,
             "correlation_id": cause.correlation_id or "", "issued_at": cause.at, "reserve_version": False,
@@ -327,12 +293,12 @@ class ExecutionFolding:
                     elapsed = (record.last_event_at - record.submitted_at).total_seconds() * 1000
                     self._metrics.execution_latency_ms.labels(stage).observe(max(elapsed, 0.0))
 
-    def _answer(self, txn: ProcessingTransaction, waiter: list[str], outcome: str, *, execution_id: str | None,
+    def _answer(self, waiter: Waiter, outcome: str, *, execution_id: str | None,
                 existing: str | None = None, execution: Execution | None = None,
                 problem: tuple[str, str | None] | None = None) -> None:
-        self._outputs.command_result(txn, {
-            "command_id": waiter[0],
-            "correlation_id": waiter[1],
+        self._outputs.command_result({
+            "command_id": waiter.command_id,
+            "correlation_id": waiter.correlation_id,
             "outcome": outcome,
             "execution_id": execution_id,
             "existing_execution_id": existing,

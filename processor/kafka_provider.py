@@ -1,7 +1,7 @@
 """The RFC §9 `ExecutionProvider` port over Kafka: what an OMS adapter consumes.
 
 `submit_tickets` and `cancel_ticket` publish `TicketInstruction` records (SUBMIT / CANCEL) on
-the trade-tickets topic, keyed by ticket_id, inside the processor's current transaction: an
+the trade-tickets topic, keyed by ticket_id, through the task's journal: an
 instruction is visible to the OMS exactly when the state change that released it is
 committed, and never twice. The OMS answers asynchronously with `OrderEvent`s, so a submit's
 result only says the instruction was handed over.
@@ -20,13 +20,11 @@ from datetime import datetime
 from execution_domain import Execution, Ticket
 from execution_domain.ports import CancelResult, OrderStatus, SubmitResult, TicketSubmission
 from processor.outputs import Outputs
-from processor.transaction import ProcessingTransaction
 from wire import records as translate
 
 
 @dataclass(frozen=True, slots=True)
 class _Binding:
-    txn: ProcessingTransaction
     execution: Execution
     correlation_id: str | None
     issued_at: datetime
@@ -45,9 +43,9 @@ class KafkaExecutionProvider:
         self.cancel_requests = 0
 
     @contextmanager
-    def bound(self, txn: ProcessingTransaction, execution: Execution, *, correlation_id: str | None,
+    def bound(self, execution: Execution, *, correlation_id: str | None,
               issued_at: datetime, cause_id: str) -> Iterator[KafkaExecutionProvider]:
-        self._binding = _Binding(txn, execution, correlation_id, issued_at, cause_id)
+        self._binding = _Binding(execution, correlation_id, issued_at, cause_id)
         try:
             yield self
         finally:
@@ -56,7 +54,7 @@ class KafkaExecutionProvider:
     def rebind(self, execution: Execution) -> None:
         """Follow the execution as the fold moves it on (tickets scaled, states changed)."""
         binding = self._require(execution.execution_id)
-        self._binding = _Binding(binding.txn, execution, binding.correlation_id, binding.issued_at, binding.cause_id)
+        self._binding = _Binding(execution, binding.correlation_id, binding.issued_at, binding.cause_id)
 
     # -- the port ----------------------------------------------------------------------
 
@@ -86,12 +84,13 @@ class KafkaExecutionProvider:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _instruct(self, binding: _Binding, instruction: str, ticket: Ticket, instruction_id: str) -> None:
+    def _instruct(self, binding: _Binding, instruction: translate.InstructionType, ticket: Ticket,
+                  instruction_id: str) -> None:
         record = translate.ticket_instruction_record(
             instruction_id=instruction_id, instruction=instruction, execution=binding.execution, ticket=ticket,
             correlation_id=binding.correlation_id, issued_at=binding.issued_at,
         )
-        self._outputs.ticket_instruction(binding.txn, record, ticket.ticket_id)
+        self._outputs.ticket_instruction(record, ticket.ticket_id)
 
     def _require(self, execution_id: str | None) -> _Binding:
         binding = self._binding

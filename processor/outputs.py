@@ -1,123 +1,152 @@
 """Every record the processor publishes, encoded and keyed in one place.
 
-All of it goes through the current `ProcessingTransaction`, so it becomes visible to
-`read_committed` readers exactly when the inputs that caused it are committed.
+An `Outputs` belongs to one task: its records go into the task's `RecordJournal` (so they leave
+only if the input that caused them is handled in full) and its encoders' caches die with the
+task. Dead letters are the exception: `DeadLetters` writes them straight into the transaction,
+since they replace the effects of a record that failed.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from confluent_kafka import Message
 
 from execution_domain import Execution
+from kafka_client.records import coordinates
 from processor.lifecycle_encoding import EncodedLifecycleCache
-from processor.transaction import Headers, ProcessingTransaction
+from processor.metrics import ProcessorMetrics
+from processor.runtime.journal import OutputRecord, RecordJournal
+from processor.runtime.transaction import Headers, KafkaTransaction
 from wire import serde
+from wire.schemas import load as load_schemas
 from wire.topics import CORRELATION_ID_HEADER, TopicNames
 
-_ADMISSION_REQUEST = serde.codec("AdmissionRequest")
-_ADMISSION_DECISION = serde.codec("AdmissionDecision")
-_COMMAND_RESULT = serde.codec("CommandResult")
-_STATE_CHANGE = serde.codec("ExecutionStateChange")
-_TICKET_INSTRUCTION = serde.codec("TicketInstruction")
-_DEAD_LETTER = serde.codec("DeadLetter")
+log = logging.getLogger(__name__)
 
-
-_LIFECYCLE = EncodedLifecycleCache()
-
-
-def _check_splice_layout() -> None:
-    """The splice below relies on the schema's field order: the snapshot is the state change's
-    last field, and its lifecycle ``events`` array is followed only by ``anomaly_count`` (an int).
-    A schema change that breaks this must fail here, at import, not corrupt records."""
-    fields = serde.load().compile("ExecutionStateChange").parsed["fields"]
-    snapshot = fields[-1]["type"]
-    tail = [(f["name"], f["type"]) for f in snapshot["fields"][-2:]] if fields[-1]["name"] == "execution" else []
-    if len(tail) != 2 or tail[0][0] != "events" or tail[1] != ("anomaly_count", "int"):
-        raise RuntimeError("ExecutionStateChange layout changed: encode_state_change_spliced needs updating")
-
-
-_check_splice_layout()
-
-
-def encode_state_change_spliced(record: dict, execution: Execution) -> bytes:
-    """An ExecutionStateChange record built with ``with_events=False``, encoded with the snapshot's
-    lifecycle rows spliced in already encoded (`EncodedLifecycleCache`): the bytes of the plain
-    encoding of the record with its events."""
-    count, rows = _LIFECYCLE.encoded(execution)
-    tail = serde.zigzag_varint(record["execution"]["anomaly_count"])
-    return serde.splice_array_before_tail(_STATE_CHANGE.encode(record), tail, count, rows)
+Record = dict[str, Any]
 
 
 def _headers(correlation_id: str | None) -> Headers | None:
     return [(CORRELATION_ID_HEADER, correlation_id.encode())] if correlation_id else None
 
 
+class StateChangeEncoder:
+    """ExecutionStateChange records with the snapshot's lifecycle log spliced in pre-encoded.
+
+    Every state change carries the execution's whole lifecycle log (the contract); the encoded rows
+    of each execution's log are kept (`EncodedLifecycleCache`) and spliced into a record encoded with
+    the array empty, giving the bytes of the plain encoding.
+    """
+
+    def __init__(self) -> None:
+        self._codec = serde.codec("ExecutionStateChange")
+        self._lifecycle = EncodedLifecycleCache()
+        self._check_splice_layout()
+
+    def encode(self, record: Record) -> bytes:
+        return self._codec.encode(record)
+
+    def encode_spliced(self, record: Record, execution: Execution) -> bytes:
+        """A record built with ``with_events=False``, encoded with `execution`'s log spliced in."""
+        count, rows = self._lifecycle.encoded(execution)
+        tail = serde.zigzag_varint(record["execution"]["anomaly_count"])
+        return serde.splice_array_before_tail(self._codec.encode(record), tail, count, rows)
+
+    def _check_splice_layout(self) -> None:
+        """The splice relies on the schema's field order: the snapshot is the state change's last
+        field, and its lifecycle ``events`` array is followed only by ``anomaly_count`` (an int).
+        A schema that breaks this must fail here, when the encoder is built, not corrupt records."""
+        fields = load_schemas().compile("ExecutionStateChange").parsed["fields"]
+        snapshot = fields[-1]["type"]
+        tail = [(f["name"], f["type"]) for f in snapshot["fields"][-2:]] if fields[-1]["name"] == "execution" else []
+        if len(tail) != 2 or tail[0][0] != "events" or tail[1] != ("anomaly_count", "int"):
+            raise RuntimeError("ExecutionStateChange layout changed: StateChangeEncoder.encode_spliced needs updating")
+
+
 class Outputs:
-    def __init__(self, topics: TopicNames, instance_id: str) -> None:
+    """The records one task publishes, through its journal."""
+
+    def __init__(self, topics: TopicNames, journal: RecordJournal) -> None:
         self._topics = topics
-        self._instance_id = instance_id
+        self._journal = journal
+        self._admission_request = serde.codec("AdmissionRequest")
+        self._admission_decision = serde.codec("AdmissionDecision")
+        self._command_result = serde.codec("CommandResult")
+        self._ticket_instruction = serde.codec("TicketInstruction")
+        self.state_changes = StateChangeEncoder()
 
-    def admission_request(self, txn: ProcessingTransaction, record: dict) -> None:
-        txn.produce(
-            self._topics.admission_requests, _ADMISSION_REQUEST.encode(record),
-            key=record["proposal_id"].encode(), headers=_headers(record["correlation_id"]),
-        )
+    def admission_request(self, record: Record) -> None:
+        self._emit(self._topics.admission_requests, self._admission_request.encode(record),
+                   record["proposal_id"], record["correlation_id"])
 
-    def admission_decision(self, txn: ProcessingTransaction, record: dict) -> None:
-        txn.produce(
-            self._topics.admission_decisions, _ADMISSION_DECISION.encode(record),
-            key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
-        )
+    def admission_decision(self, record: Record) -> None:
+        self._emit(self._topics.admission_decisions, self._admission_decision.encode(record),
+                   record["execution_id"], record["correlation_id"])
 
-    def command_result(self, txn: ProcessingTransaction, record: dict) -> None:
-        txn.produce(
-            self._topics.command_results, _COMMAND_RESULT.encode(record),
-            key=record["command_id"].encode(), headers=_headers(record["correlation_id"]),
-        )
+    def command_result(self, record: Record) -> None:
+        self._emit(self._topics.command_results, self._command_result.encode(record),
+                   record["command_id"], record["correlation_id"])
 
-    def state_change(self, txn: ProcessingTransaction, record: dict) -> None:
-        txn.produce(
-            self._topics.execution_state_changes, _STATE_CHANGE.encode(record),
-            key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
-        )
+    def state_change(self, record: Record) -> None:
+        self._emit(self._topics.execution_state_changes, self.state_changes.encode(record),
+                   record["execution_id"], record["correlation_id"])
 
-    def state_change_spliced(self, txn: ProcessingTransaction, record: dict, execution: Execution) -> None:
-        """A state change built with ``with_events=False`` (see `encode_state_change_spliced`)."""
-        txn.produce(
-            self._topics.execution_state_changes, encode_state_change_spliced(record, execution),
-            key=record["execution_id"].encode(), headers=_headers(record["correlation_id"]),
-        )
+    def state_change_spliced(self, record: Record, execution: Execution) -> None:
+        """A state change built with ``with_events=False`` (see `StateChangeEncoder.encode_spliced`)."""
+        self._emit(self._topics.execution_state_changes, self.state_changes.encode_spliced(record, execution),
+                   record["execution_id"], record["correlation_id"])
 
-    def ticket_instruction(self, txn: ProcessingTransaction, record: dict, ticket_id: str) -> None:
+    def ticket_instruction(self, record: Record, ticket_id: str) -> None:
         # Keyed by ticket_id: an OMS deduplicates by it, and SUBMIT precedes CANCEL in one partition.
-        txn.produce(
-            self._topics.trade_tickets, _TICKET_INSTRUCTION.encode(record),
-            key=ticket_id.encode(), headers=_headers(record["correlation_id"]),
-        )
+        self._emit(self._topics.trade_tickets, self._ticket_instruction.encode(record), ticket_id,
+                   record["correlation_id"])
 
-    def dead_letter(self, txn: ProcessingTransaction, message: Message, reason: str, error_type: str,
-                    failed_at: datetime) -> None:
-        """The original record, untouched, plus why it could not be processed."""
-        original_headers = message.headers() or []
+    def _emit(self, topic: str, value: bytes, key: str, correlation_id: str | None) -> None:
+        self._journal.produce(OutputRecord(topic, value, key.encode(), _headers(correlation_id)))
+
+
+class DeadLetters:
+    """The original record, untouched, plus why it could not be processed: straight into the
+    transaction, in place of the record's own effects."""
+
+    def __init__(self, topic: str, instance_id: str, metrics: ProcessorMetrics) -> None:
+        self._topic = topic
+        self._instance_id = instance_id
+        self._metrics = metrics
+        self._codec = serde.codec("DeadLetter")
+
+    def dead_letter(self, txn: KafkaTransaction, message: Message, error: BaseException, *, bug: bool) -> None:
+        error_type = type(error).__name__
+        reason = str(error) or error_type
+        if bug:
+            reason = f"handler error (a bug, not bad input): {error!r}"
+        self._metrics.dead_letters.labels(error_type).inc()
+        if not bug:
+            log.warning("dead-lettered %s: %s", error_type, reason, extra={
+                "topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
+            }, exc_info=not isinstance(error, (ValueError, LookupError)))
+        topic, partition, offset = coordinates(message)
+        original_headers = cast(list[tuple[str, bytes]], message.headers() or [])
         record = {
-            "original_topic": message.topic(),
-            "original_partition": message.partition(),
-            "original_offset": message.offset(),
+            "original_topic": topic,
+            "original_partition": partition,
+            "original_offset": offset,
             "original_key": message.key(),
             "original_value": message.value(),
             "original_headers": [{"key": key, "value": value} for key, value in original_headers],
             "reason": reason,
             "error_type": error_type,
-            "failed_at": failed_at,
+            "failed_at": datetime.now(UTC),
             "instance_id": self._instance_id,
         }
         headers: Headers = [
-            ("dlt.original.topic", message.topic().encode()),
-            ("dlt.original.partition", str(message.partition()).encode()),
-            ("dlt.original.offset", str(message.offset()).encode()),
+            ("dlt.original.topic", topic.encode()),
+            ("dlt.original.partition", str(partition).encode()),
+            ("dlt.original.offset", str(offset).encode()),
             ("dlt.reason", reason.encode()[:1000]),
             ("dlt.error.type", error_type.encode()),
         ]
-        txn.produce(self._topics.dead_letters, _DEAD_LETTER.encode(record), key=message.key(), headers=headers)
+        txn.produce(self._topic, self._codec.encode(record), key=message.key(), headers=headers)

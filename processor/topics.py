@@ -17,7 +17,7 @@ from confluent_kafka.admin import AdminClient
 
 from kafka_client.topics import TopicSpec, check_copartitioned, ensure_topics, existing_partition_counts
 from processor.config import ProcessorConfig
-from processor.loop import Subtopology
+from processor.runtime.state_manager import Subtopology
 
 _COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
 _DEAD_LETTER_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}

@@ -1,84 +1,65 @@
-"""The service's topology: which handler folds which input topic, and where bad input goes.
+"""The service's topology: which processor folds which subtopology, and what counts as bad input.
 
-Implements the loop's `Topology` protocol. A record that cannot be decoded or applied (a
-DecodeError, an invalid artifact, an immutable-version violation, an event for an unknown
-execution) is published to the dead-letter topic, with its original bytes and the reason, in
-the same transaction as everything else; the stream goes on.
+Two subtopologies (see `processor.topics`): proposals (approved proposals, admission requests)
+and executions (commands, admission decisions, order events). Each task of a subtopology gets
+its own processor (`ProposalsProcessor`, `ExecutionsProcessor`), built when the task starts: its
+stores, codecs and caches belong to that task.
+
+A record that cannot be decoded or applied (`BAD_INPUT`: a DecodeError, an invalid artifact, an
+immutable-version violation, an event for an unknown execution, an invalid record) is published
+to the dead-letter topic with its original bytes and the reason, in the same transaction as
+everything else, and the stream goes on. Any other exception escaping a handler is a bug: the
+error policy (`--on-handler-error`) decides whether it is dead-lettered too or stops the processor.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable
 
-from confluent_kafka import Message
+from pydantic import ValidationError
 
-from processor.admission import ProposalAdmission
+from execution_domain import ArtifactInvalid, ArtifactNotExecutable
+from processor.admission import ImmutableVersionViolation, ProposalsProcessor
 from processor.config import ProcessorConfig
-from processor.executions import ExecutionFolding
-from processor.loop import Subtopology
+from processor.executions import ExecutionsProcessor, UnknownExecution
 from processor.metrics import ProcessorMetrics
-from processor.outputs import Outputs
-from processor.state_store import PartitionStore
+from processor.outputs import DeadLetters
+from processor.runtime.state_manager import Subtopology
+from processor.runtime.store import PartitionStore
+from processor.runtime.task import ErrorPolicy, Task, TaskContext, TaskId, TaskProcessor
 from processor.topics import subtopologies
-from processor.transaction import ProcessingTransaction
+from wire.errors import DecodeError, RecordError
 
-log = logging.getLogger(__name__)
-
-Handler = Callable[[Message, PartitionStore, ProcessingTransaction], None]
+BAD_INPUT: tuple[type[BaseException], ...] = (
+    DecodeError,  # not a record of the topic's schema
+    RecordError,  # decodes, but is not a valid record (e.g. a command whose payload does not match its type)
+    ValidationError,  # a value the schema cannot rule out (e.g. a negative slippage)
+    ArtifactInvalid,
+    ArtifactNotExecutable,
+    ImmutableVersionViolation,
+    UnknownExecution,
+)
 
 
 class ServiceTopology:
     def __init__(self, config: ProcessorConfig, metrics: ProcessorMetrics) -> None:
         self.subtopologies: tuple[Subtopology, ...] = subtopologies(config)
+        self._config = config
         self._metrics = metrics
-        self._outputs = Outputs(config.topics, config.instance_id)
-        self.admission = ProposalAdmission(self._outputs)
-        self.executions = ExecutionFolding(self._outputs, metrics)
-        t = config.topics
-        self._handlers: dict[str, Handler] = {
-            t.approved_proposals: self.admission.on_approved_proposal,
-            t.admission_requests: self.admission.on_admission_request,
-            t.execution_commands: self.executions.on_command,
-            t.admission_decisions: self.executions.on_admission_decision,
-            t.order_events: self.executions.on_order_event,
-        }
-        self._caches = (self.executions.executions, self.executions.admissions)
+        self._dead_letters = DeadLetters(config.topics.dead_letters, config.instance_id, metrics)
+        self._error_policy = ErrorPolicy(config.on_handler_error)
 
-    def handle(self, message: Message, store: PartitionStore, txn: ProcessingTransaction) -> None:
-        self._handlers[message.topic()](message, store, txn)
+    def build_task(self, task_id: TaskId, store: PartitionStore) -> Task:
+        return Task(task_id, store, self._processor_for(task_id.subtopology), dead_letters=self._dead_letters,
+                    bad_input=BAD_INPUT, error_policy=self._error_policy)
 
-    def record_done(self) -> None:
-        for cache in self._caches:
-            cache.record_done()
+    def _processor_for(self, subtopology: str) -> Callable[[TaskContext], TaskProcessor]:
+        topics, metrics = self._config.topics, self._metrics
 
-    def record_failed(self) -> None:
-        for cache in self._caches:
-            cache.record_failed()
+        def proposals(context: TaskContext) -> TaskProcessor:
+            return ProposalsProcessor(context, topics)
 
-    def dead_letter(self, message: Message, error: BaseException, txn: ProcessingTransaction) -> None:
-        error_type = type(error).__name__
-        reason = str(error) or error_type
-        self._metrics.dead_letters.labels(error_type).inc()
-        log.warning("dead-lettered %s: %s", error_type, reason, extra={
-            "topic": message.topic(), "partition": message.partition(), "offset": message.offset(),
-        }, exc_info=not isinstance(error, (ValueError, LookupError)))
-        self._outputs.dead_letter(txn, message, reason, error_type, datetime.now(UTC))
+        def executions(context: TaskContext) -> TaskProcessor:
+            return ExecutionsProcessor(context, topics, metrics)
 
-    def before_prepare(self, txn: ProcessingTransaction) -> None:
-        for cache in self._caches:
-            cache.flush(txn)
-
-    def after_commit(self) -> None:
-        for cache in self._caches:
-            cache.committed()
-
-    def after_abort(self) -> None:
-        for cache in self._caches:
-            cache.aborted()
-
-    def stores_closed(self, stores: Iterable[PartitionStore]) -> None:
-        stores = list(stores)
-        for cache in self._caches:
-            cache.forget(stores)
+        return {"proposals": proposals, "executions": executions}[subtopology]

@@ -45,11 +45,12 @@ from execution_domain import (
     mark_released,
     parse_artifact,
 )
+from execution_domain.events import NO_DETAILS
 from execution_domain.proposal import seal_artifact
 from execution_domain.tickets import generate_tickets
 from processor.create_request import CreateRequest
-from processor.restore import restore_consumer_config, restore_store
-from processor.state_store import PartitionStore
+from processor.runtime.restore import restore_consumer_config, restore_store
+from processor.runtime.store import PartitionStore
 from testkit.processor import ACTOR, DEFAULT_POLICY, T0, ProcessorHarness, drain_until_quiet, load_sample, wait_until
 from wire import records as translate
 from wire import serde
@@ -138,7 +139,7 @@ def _ticket_events(rng: random.Random, plan: PlannedExecution, ticket: Ticket, c
     order_id = f"oms-{ticket.ticket_id}"
     events: list[OrderEvent] = []
 
-    def add(event_type: OrderEventType, details: EventDetails = EventDetails()) -> None:
+    def add(event_type: OrderEventType, details: EventDetails = NO_DETAILS) -> None:
         clock[0] += timedelta(milliseconds=rng.randint(1, 400))
         events.append(OrderEvent(
             event_id=f"{ticket.ticket_id}:{len(events):03d}", execution_id=plan.execution_id,
@@ -219,7 +220,7 @@ class _Cause:
 
 
 def _publish(outcome: Outcome, cause: _Cause, expected: Expected) -> Execution:
-    """What `processor.executions.ExecutionFolding._publish` emits for an outcome."""
+    """What `processor.executions.ExecutionsProcessor._publish` emits for an outcome."""
     execution = outcome.execution
     if outcome.entry is None:
         return execution

@@ -26,6 +26,11 @@ class DecodeError(WireError):
         return _rebuild, (type(self), self.__dict__)
 
 
+class RecordError(WireError, ValueError):
+    """A record decodes but is not a valid record of its kind (e.g. a command whose payload does not
+    match its command_type); raised by `wire.records` while mapping it to domain values."""
+
+
 class EncodeError(WireError):
     """A record does not match its schema; `field` is a path such as "tickets[2].ticket.quantity"."""
 

@@ -45,6 +45,7 @@ from execution_domain.events import NO_DETAILS
 from execution_domain.policy import OrderType, TimeInForce
 from execution_domain.proposal import Side
 from execution_domain.tickets import CashTransferTicket, FxSpotOrderTicket, SecurityOrderTicket
+from wire.errors import RecordError
 
 __all__ = [
     "CreateCommand",
@@ -225,7 +226,7 @@ def order_event_from_record(record: Mapping[str, Any]) -> OrderEvent:
     """
     occurred_at = record["occurred_at"]
     if occurred_at.tzinfo is None:  # the decoder never yields one; a hand-built record might
-        raise ValueError("OrderEvent.occurred_at must be timezone-aware")
+        raise RecordError("OrderEvent.occurred_at must be timezone-aware")
     details = record.get("details")
     return OrderEvent(
         event_id=record["event_id"],
@@ -362,25 +363,15 @@ def ticket_from_record(record: Mapping[str, Any]) -> Ticket:
         )
     if kind == "CASH_TRANSFER":
         return CashTransferTicket(**common, currency=record["currency"], amount=record["amount"])
-    raise ValueError(f"unknown ticket_type {kind!r}")
+    raise RecordError(f"unknown ticket_type {kind!r}")
 
 
 # --- snapshots, instructions and state changes ---------------------------------------------------------
 
 
-# Lifecycle rows of a log entry, built once. Entries are immutable and a log only grows, so the
-# successive snapshots of an execution share every row but the newest ones; rebuilding them all
-# (LogEntry.rows() costs about 4 us an entry) made a snapshot O(log) in Python work on every change.
-# Keyed by id(entry); the value holds the entry itself, so that id cannot be reused while cached.
-_ROWS_CACHE: dict[int, tuple[LogEntry, int, tuple[Record, ...]]] = {}
-_ROWS_CACHE_LIMIT: Final = 20_000
-
-
 def lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
-    cached = _ROWS_CACHE.get(id(entry))
-    if cached is not None and cached[0] is entry and cached[1] == first_seq:
-        return cached[2]
-    rows = tuple(
+    """The LifecycleEvent records of one log entry, numbered from `first_seq`."""
+    return tuple(
         {
             "seq": seq,
             "kind": row.kind,
@@ -394,10 +385,6 @@ def lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
         }
         for seq, row in enumerate(entry.rows(), first_seq)
     )
-    if len(_ROWS_CACHE) >= _ROWS_CACHE_LIMIT:
-        _ROWS_CACHE.clear()  # bounded; live executions refill it on their next snapshot
-    _ROWS_CACHE[id(entry)] = (entry, first_seq, rows)
-    return rows
 
 
 def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record:
@@ -410,9 +397,8 @@ def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record
     - ``anomaly_count`` counts the domain's anomalies; overfills are flags, not anomalies, and
       show as ``overfill_qty``.
 
-    The record is for encoding and read-only: its lifecycle row dicts are shared with other
-    snapshots of the same execution (see ``lifecycle_rows``); with ``with_events=False`` its
-    ``events`` array is empty and the encoder splices the rows in (processor.lifecycle_encoding).
+    With ``with_events=False`` its ``events`` array is empty and the encoder splices the rows in
+    (processor.lifecycle_encoding).
     """
     definition = execution.definition
     proposal = definition.proposal
@@ -579,12 +565,13 @@ def _payload(command: Mapping[str, Any], expected: str) -> Mapping[str, Any]:
     # The encoder picks the payload branch from its fields, not from command_type: check both agree.
     kind = command["command_type"]
     if kind != expected:
-        raise ValueError(f"command {command.get('command_id')!r} is {kind}, not {expected}")
+        raise RecordError(f"command {command.get('command_id')!r} is {kind}, not {expected}")
     payload = command["payload"]
     marker = "idempotency_key" in payload
     if marker != (expected == CREATE_EXECUTION):
-        raise ValueError(f"command {command.get('command_id')!r}: {kind} with a payload of the other kind")
-    return payload
+        raise RecordError(f"command {command.get('command_id')!r}: {kind} with a payload of the other kind")
+    checked: Mapping[str, Any] = payload
+    return checked
 
 
 def create_command_from_record(command: Mapping[str, Any]) -> CreateCommand:

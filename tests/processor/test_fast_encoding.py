@@ -15,22 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from execution_domain import Execution, apply_order_event, mark_released
-from processor import executions as processor_executions
-from processor.outputs import Outputs
+from processor.outputs import StateChangeEncoder
+from processor.state_codecs import ExecutionCodec
 from testkit.streams import build_event_stream, build_executions, reference_fold
 from wire import records as translate
 from wire import serde
-from wire.topics import TopicNames
-
-
-class _CapturingTxn:
-    """Stands in for the Kafka transaction: `Outputs` only calls `produce`."""
-
-    def __init__(self) -> None:
-        self.values: list[bytes] = []
-
-    def produce(self, topic: str, value: bytes, **_: object) -> None:
-        self.values.append(value)
 
 
 def _states_along_a_stream(seed: int, executions: int) -> list[tuple[Execution, object]]:
@@ -64,21 +53,21 @@ def stream_states() -> list[tuple[Execution, object]]:
 
 def test_cached_stored_execution_json_equals_plain_orjson_at_every_step(stream_states) -> None:
     assert len(stream_states) > 200
+    codec = ExecutionCodec()
     for execution, _ in stream_states:
-        assert processor_executions.encode_stored_execution(execution) == orjson.dumps(execution.to_primitive())
+        assert codec.encode(execution) == orjson.dumps(execution.to_primitive())
 
 
 def test_spliced_state_change_equals_the_plain_encoding_at_every_step(stream_states) -> None:
-    outputs = Outputs(TopicNames.defaults("fast-encoding", environ={}), instance_id="test")
+    encoder = StateChangeEncoder()
     at = datetime(2026, 11, 24, 12, 0, 0)
     for execution, outcome in stream_states:
         seq = outcome.entry.seq
         common = dict(change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=at,
                       correlation_id="corr", cause_kind="ORDER_EVENT", cause_id=f"ev-{seq}", outcomes=outcome)
-        plain, spliced = _CapturingTxn(), _CapturingTxn()
-        outputs.state_change(plain, translate.state_change_record(**common))
-        outputs.state_change_spliced(spliced, translate.state_change_record(**common, with_events=False), execution)
-        assert spliced.values == plain.values
+        plain = encoder.encode(translate.state_change_record(**common))
+        spliced = encoder.encode_spliced(translate.state_change_record(**common, with_events=False), execution)
+        assert spliced == plain
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
@@ -95,14 +84,13 @@ def test_splice_refuses_a_record_that_does_not_end_with_an_empty_array_and_the_t
     assert serde.splice_array_before_tail(b"\x02\x00\x04", b"\x04", 2, b"ab") == b"\x02\x04ab\x00\x04"
 
 
-def _plain_and_spliced(outputs: Outputs, execution: Execution, outcome) -> tuple[list[bytes], list[bytes]]:
+def _plain_and_spliced(encoder: StateChangeEncoder, execution: Execution, outcome) -> tuple[bytes, bytes]:
     seq = outcome.entry.seq
     common = dict(change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=datetime(2026, 11, 24, 12),
                   correlation_id="corr", cause_kind="ORDER_EVENT", cause_id=f"ev-{seq}", outcomes=outcome)
-    plain, spliced = _CapturingTxn(), _CapturingTxn()
-    outputs.state_change(plain, translate.state_change_record(**common))
-    outputs.state_change_spliced(spliced, translate.state_change_record(**common, with_events=False), execution)
-    return plain.values, spliced.values
+    plain = encoder.encode(translate.state_change_record(**common))
+    spliced = encoder.encode_spliced(translate.state_change_record(**common, with_events=False), execution)
+    return plain, spliced
 
 
 def test_spliced_state_change_is_right_after_a_rollback_and_after_a_re_decode() -> None:
@@ -112,7 +100,8 @@ def test_spliced_state_change_is_right_after_a_rollback_and_after_a_re_decode() 
     planned = build_executions(rng, 1, "branch")
     planned[0].command_id, planned[0].issued_at = "cmd-0", datetime(2026, 11, 24, 9)
     events = build_event_stream(rng, planned)
-    outputs = Outputs(TopicNames.defaults("fast-encoding", environ={}), instance_id="test")
+    outputs = StateChangeEncoder()
+    codec = ExecutionCodec()
     execution = next(iter(reference_fold(planned, []).by_execution.values())).execution
     applied = 0
     for index, event in enumerate(events):
@@ -129,7 +118,6 @@ def test_spliced_state_change_is_right_after_a_rollback_and_after_a_re_decode() 
                 assert spliced == plain
                 break
         # Abort: the same state decoded afresh from its stored bytes.
-        execution = processor_executions.decode_stored_execution(
-            processor_executions.encode_stored_execution(outcome.execution))
+        execution = codec.decode(codec.encode(outcome.execution))
         applied += 1
     assert applied > 20

@@ -37,7 +37,7 @@ def changelog_records_between(harness: ProcessorHarness, start: dict[int, int], 
 
 
 def restored(running) -> int:
-    return sum(records for store, _, records in running.app.loop.restored if store == "executions")
+    return sum(records for store, _, records in running.app.state.restored if store == "executions")
 
 
 def run_one_execution(harness: ProcessorHarness, key: str, sample: str) -> str:

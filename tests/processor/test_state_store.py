@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from processor.state_store import PartitionStore
+from processor.runtime.store import PartitionStore
 
 
 def test_write_batch_applies_puts_and_deletes_and_moves_the_checkpoint(tmp_path: Path) -> None:

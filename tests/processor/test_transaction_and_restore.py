@@ -1,4 +1,4 @@
-"""The processor's transaction object and changelog restore, against the real broker."""
+"""The processor's transaction and staged store writes, and changelog restore, against the real broker."""
 
 from __future__ import annotations
 
@@ -9,17 +9,59 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from processor.restore import (
+from processor.runtime.restore import (
     RestoreError,
     StoreAheadOfChangelog,
     restore_consumer_config,
     restore_store,
     written_end_consumer_config,
 )
-from processor.state_store import PartitionStore
-from processor.transaction import ProcessingTransaction, TransactionStateError, TransactionStatus
+from processor.runtime.store import PartitionStore, StagedWrites
+from processor.runtime.transaction import KafkaTransaction, TransactionStateError, TransactionStatus
 
 pytestmark = pytest.mark.integration
+
+
+class ProcessingTransaction:
+    """What a task does with its stores around one Kafka transaction (processor.runtime.task.Task):
+    raw writes staged per store, sent to the changelog at prepare, written to RocksDB after commit."""
+
+    def __init__(self, producer: Producer) -> None:
+        self.kafka = KafkaTransaction(producer)
+        self._staged: dict[int, StagedWrites] = {}
+
+    @property
+    def status(self) -> TransactionStatus:
+        return self.kafka.status
+
+    def _for(self, store: PartitionStore) -> StagedWrites:
+        return self._staged.setdefault(id(store), StagedWrites(store))
+
+    def put(self, store: PartitionStore, key: bytes, value: bytes | None) -> None:
+        if self.kafka.status is not TransactionStatus.OPEN:
+            raise TransactionStateError(f"transaction is {self.kafka.status.value}")
+        self._for(store).put(key, value)
+
+    def get(self, store: PartitionStore, key: bytes) -> bytes | None:
+        return self._for(store).get(key)
+
+    def produce(self, topic: str, value: bytes, **kwargs) -> None:
+        self.kafka.produce(topic, value, **kwargs)
+
+    def prepare(self, offsets, group_metadata) -> None:
+        for staged in self._staged.values():
+            staged.produce_changelog(self.kafka)
+        self.kafka.prepare(offsets, group_metadata)
+
+    def commit(self) -> None:
+        self.kafka.commit()
+        for staged in self._staged.values():
+            staged.apply()
+
+    def abort(self) -> None:
+        self.kafka.abort()
+        for staged in self._staged.values():
+            staged.discard()
 
 
 @pytest.fixture

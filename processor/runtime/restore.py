@@ -11,10 +11,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from processor.state_store import PartitionStore
+from kafka_client.records import coordinates
+from kafka_client.settings import ClientConfig
+from processor.runtime.store import PartitionStore
 
 _FLUSH_EVERY = 5_000  # records per RocksDB write batch while restoring
 
@@ -37,12 +40,12 @@ class RestoreResult:
     seconds: float
 
 
-def written_end_consumer_config(base: dict[str, object]) -> dict[str, object]:
+def written_end_consumer_config(base: ClientConfig) -> ClientConfig:
     """A consumer used only for `read_uncommitted` high watermarks (`restore_store(written_end=...)`)."""
     return {**restore_consumer_config(base), "isolation.level": "read_uncommitted"}
 
 
-def restore_consumer_config(base: dict[str, object]) -> dict[str, object]:
+def restore_consumer_config(base: ClientConfig) -> ClientConfig:
     """A consumer that only ever uses assign(): no group membership, no commits."""
     return {
         **base,
@@ -124,12 +127,12 @@ def restore_store(
                             # markers and aborted records). Not consumer.position(): librdkafka
                             # moves that one past the EOF offset, and a checkpoint one too far
                             # would skip the next record written at the end.
-                            position = max(position, message.offset())
+                            position = max(position, coordinates(message)[2])
                             continue
                         raise RestoreError(f"changelog read failed: {error}")
-                    pending[message.key()] = message.value()
+                    pending[cast(bytes, message.key())] = message.value()
                     restored += 1
-                    position = message.offset() + 1
+                    position = coordinates(message)[2] + 1
                 if len(pending) >= _FLUSH_EVERY or position >= end:
                     store.write_batch(pending, position)
                     pending = {}

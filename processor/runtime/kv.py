@@ -1,0 +1,129 @@
+"""Typed key-value stores over a task's RocksDB store, with read-your-writes and a decoded cache.
+
+A `KeyValueStore[T]` is one key prefix of a task's `PartitionStore` together with the codec of
+its values. Reads look, in order, at what the input record being handled has written (its
+`RecordJournal`), what earlier records of the open transaction wrote (dirty), the decoded values
+already read (clean), and RocksDB. Writes go to the journal; when the record is handled in full
+they become dirty; when the task prepares its commit, each dirty value is encoded once into the
+changelog; when the transaction committed they become clean.
+
+The store belongs to its task: revoking the partition closes the task and drops the store with
+every cached value (nothing here is module-level).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Generic, Protocol, TypeVar
+
+from processor.runtime.store import PartitionStore, StagedWrites
+
+T = TypeVar("T")
+
+
+class Marker(enum.Enum):
+    """Typed sentinels of the store layers (quixstreams' `Marker`)."""
+
+    UNDEFINED = "undefined"  # this layer does not know the key: look further down
+    DELETED = "deleted"  # this layer deleted the key
+
+
+class Codec(Protocol[T]):
+    """Bytes of a stored value, both ways. A codec may keep caches: it belongs to one task."""
+
+    def encode(self, value: T) -> bytes: ...
+
+    def decode(self, data: bytes) -> T: ...
+
+
+class JournalView(Protocol):
+    """What a store needs of the journal of the record being handled (`RecordJournal`)."""
+
+    def read(self, store: KeyValueStore[T], key: str) -> T | Marker: ...
+
+    def write(self, store: KeyValueStore[T], key: str, value: T | Marker) -> None: ...
+
+
+class KeyValueStore(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        prefix: bytes,
+        codec: Codec[T],
+        store: PartitionStore,
+        journal: JournalView,
+        *,
+        max_cached: int = 20_000,
+    ) -> None:
+        self.name = name
+        self.prefix = prefix
+        self.codec = codec
+        self._store = store
+        self._journal = journal
+        self._max_cached = max_cached
+        self._clean: dict[str, T] = {}  # committed values, decoded
+        self._dirty: dict[str, T | Marker] = {}  # written by records of the open transaction
+
+    def __repr__(self) -> str:
+        return f"KeyValueStore({self.name!r}, {self._store.path})"
+
+    # -- what handlers call ----------------------------------------------------------------
+
+    def get(self, key: str) -> T | None:
+        value = self._journal.read(self, key)
+        if value is Marker.UNDEFINED:
+            value = self._dirty.get(key, Marker.UNDEFINED)
+        if value is Marker.UNDEFINED:
+            cached = self._clean.get(key)
+            if cached is not None:
+                return cached
+            raw = self._store.get(self.prefix + key.encode())
+            if raw is None:
+                return None
+            decoded = self.codec.decode(raw)
+            self._remember(key, decoded)
+            return decoded
+        return None if value is Marker.DELETED else value
+
+    def put(self, key: str, value: T) -> None:
+        self._journal.write(self, key, value)
+
+    def delete(self, key: str) -> None:
+        self._journal.write(self, key, Marker.DELETED)
+
+    # -- what the task and the journal call ------------------------------------------------
+
+    def keep(self, key: str, value: T | Marker) -> None:
+        """A record that wrote `key` was handled in full: its write joins the open transaction."""
+        self._dirty[key] = value
+
+    def flush(self, staged: StagedWrites) -> None:
+        """Encode each value written in the open transaction once, into the task's staged writes."""
+        prefix, encode = self.prefix, self.codec.encode
+        for key, value in self._dirty.items():
+            staged.put(prefix + key.encode(), None if value is Marker.DELETED else encode(value))  # type: ignore[arg-type]
+
+    def committed(self) -> None:
+        for key, value in self._dirty.items():
+            if value is Marker.DELETED:
+                self._clean.pop(key, None)
+            else:
+                self._remember(key, value)  # type: ignore[arg-type]
+        self._dirty.clear()
+
+    def aborted(self) -> None:
+        """The open transaction's writes are gone; committed values stay valid (they are immutable)."""
+        self._dirty.clear()
+
+    def clear_cache(self) -> None:
+        self._clean.clear()
+        self._dirty.clear()
+
+    @property
+    def cached(self) -> int:
+        return len(self._clean)
+
+    def _remember(self, key: str, value: T) -> None:
+        if len(self._clean) >= self._max_cached and key not in self._clean:
+            self._clean.clear()  # cheap bound: a cold read costs one RocksDB get and a decode
+        self._clean[key] = value

@@ -1,0 +1,176 @@
+"""The local state store of one task: a RocksDB database (rocksdict) and its changelog position.
+
+Keys and values are bytes. A store is the local copy of one partition of a compacted changelog
+topic, which is the source of truth; it remembers the first changelog offset it has not applied
+(the *checkpoint*, kept in the same database, so data and checkpoint move together).
+
+Every way the checkpoint moves (the shape of Kafka Streams' ProcessorStateManager):
+
+- **Commit** (`StagedWrites.apply`): after a Kafka transaction that carried a batch of changelog
+  records committed, the batch is written to RocksDB with the checkpoint set one past the last of
+  those records' offsets, in one atomic WriteBatch. Never before the commit: a store never holds a
+  write whose changelog record and consumed input offsets were not committed with it.
+- **Restore** (`processor.runtime.restore.restore_store`): a store behind its changelog (a crash
+  between a commit and its RocksDB write, or a store from before a period another instance owned
+  the partition) replays the changelog from the checkpoint to the stable end; the checkpoint moves
+  with every restored batch, and last to the offset the fetch reached (past commit markers).
+- **Rebuild** (`PartitionStore.reset`, and on open): a store that is corrupt, belongs to another
+  changelog partition, or claims offsets past the changelog's end is deleted and starts at 0.
+- An aborted transaction moves nothing: its writes were never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from confluent_kafka import KafkaError, Message
+from rocksdict import Options, Rdict, WriteBatch
+
+from processor.runtime.transaction import KafkaTransaction
+
+log = logging.getLogger(__name__)
+
+# Reserved keys start with a NUL byte, which no domain key does.
+_META_CHANGELOG = b"\x00meta/changelog"
+_META_NEXT_OFFSET = b"\x00meta/changelog-next-offset"
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    return options
+
+
+class PartitionStore:
+    """State of one partition index, plus the changelog offset it is current up to."""
+
+    def __init__(self, path: Path, changelog: str, partition: int) -> None:
+        self.path = path
+        self.changelog = changelog
+        self.partition = partition
+        self.rebuilt = False
+        self.closed = False
+        self._db = self._open_or_rebuild()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def items(self, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=prefix):
+            assert isinstance(key, bytes)  # raw mode: keys are bytes
+            if not key.startswith(prefix):
+                break
+            if not key.startswith(b"\x00"):
+                yield key, value
+
+    @property
+    def changelog_next_offset(self) -> int:
+        """The first changelog offset not yet reflected in this store (0 for a new store)."""
+        raw = self._db.get(_META_NEXT_OFFSET)
+        return int(raw) if raw is not None else 0
+
+    # -- writes ------------------------------------------------------------------------
+
+    def write_batch(self, writes: Mapping[bytes, bytes | None], changelog_next_offset: int) -> None:
+        """Apply `writes` (None deletes) and move the checkpoint, atomically."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(_META_NEXT_OFFSET, str(changelog_next_offset).encode())
+        self._db.write(batch)
+
+    def close(self) -> None:
+        """Close the database (a second close does nothing)."""
+        if not self.closed:
+            self._db.close()
+            self.closed = True
+
+    def reset(self) -> None:
+        """Throw away everything (the changelog is the source of truth) and start empty."""
+        self._db.close()
+        self._db = self._recreate(f"{self.changelog}/{self.partition}".encode())
+        self.closed = False
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _open_or_rebuild(self) -> Rdict:
+        marker = f"{self.changelog}/{self.partition}".encode()
+        try:
+            db = Rdict(str(self.path), _options())
+        except Exception as error:  # rocksdict raises plain exceptions on corruption
+            log.warning("state store %s cannot be opened (%s); rebuilding from changelog", self.path, error)
+            return self._recreate(marker)
+        owner = db.get(_META_CHANGELOG)
+        if owner is None and db.get(_META_NEXT_OFFSET) is None:
+            db.put(_META_CHANGELOG, marker)
+            return db
+        if owner != marker:
+            log.warning("state store %s belongs to %r, not %r; rebuilding", self.path, owner, marker)
+            db.close()
+            return self._recreate(marker)
+        return db
+
+    def _recreate(self, marker: bytes) -> Rdict:
+        self.rebuilt = True
+        shutil.rmtree(self.path, ignore_errors=True)
+        db = Rdict(str(self.path), _options())
+        db.put(_META_CHANGELOG, marker)
+        return db
+
+
+class StagedWrites:
+    """Raw writes to one store during one Kafka transaction: readable back at once, sent to the
+    changelog by `produce_changelog`, written to RocksDB by `apply` once the transaction committed.
+
+    A key written several times in a transaction is sent and written once, with its last value.
+    """
+
+    def __init__(self, store: PartitionStore) -> None:
+        self.store = store
+        self._writes: dict[bytes, bytes | None] = {}
+        self._last_offset = -1  # highest changelog offset delivered for these writes
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self.store.get(key)
+
+    def put(self, key: bytes, value: bytes | None) -> None:
+        """Write (or with None, delete) a key."""
+        self._writes[key] = value
+
+    def produce_changelog(self, txn: KafkaTransaction) -> None:
+        """One changelog record per written key (a tombstone for a delete), in this store's partition."""
+        changelog, partition = self.store.changelog, self.store.partition
+        for key, value in self._writes.items():
+            txn.produce(changelog, value, key=key, partition=partition, on_delivery=self._on_changelog_delivery)
+
+    def apply(self) -> None:
+        """The transaction committed: write RocksDB, checkpoint one past the last changelog record."""
+        if self._writes:
+            if self._last_offset < 0:
+                raise RuntimeError(f"no changelog offset delivered for {len(self._writes)} write(s) of {self.store.path}")
+            self.store.write_batch(self._writes, self._last_offset + 1)
+        self.discard()
+
+    def discard(self) -> None:
+        self._writes = {}
+        self._last_offset = -1
+
+    def _on_changelog_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            offset = message.offset()
+            if offset is not None and offset > self._last_offset:
+                self._last_offset = offset

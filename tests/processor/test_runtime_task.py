@@ -1,0 +1,248 @@
+"""A task's record journal (all of a record's effects or none), its commit steps, and its close;
+the Kafka transaction's status machine. A task runs on a real RocksDB store; the transaction it
+writes into is a recording stand-in (the real one is exercised against the broker in
+test_transaction_and_restore.py and by every processor test)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message
+
+from processor.runtime.journal import JournalStateError, OutputRecord
+from processor.runtime.kv import KeyValueStore
+from processor.runtime.store import PartitionStore
+from processor.runtime.task import ErrorPolicy, HandlerBug, Task, TaskContext, TaskId, TaskState
+from processor.runtime.transaction import KafkaTransaction, TransactionStateError, TransactionStatus
+
+
+class Bad(ValueError):
+    """The bad-input error of these tests' handlers."""
+
+
+class TextCodec:
+    def encode(self, value: str) -> bytes:
+        return value.encode()
+
+    def decode(self, data: bytes) -> str:
+        return data.decode()
+
+
+@dataclass
+class RecordingTxn:
+    """Stands in for KafkaTransaction: what was produced into it, in order."""
+
+    produced: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    deliveries: list[Callable[[Any, Any], None]] = field(default_factory=list)
+
+    def produce(self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Any = None,
+                partition: int | None = None, on_delivery: Any = None) -> None:
+        self.produced.append((topic, key, value))
+        if on_delivery is not None:
+            self.deliveries.append(on_delivery)
+
+    def deliver_changelog(self, first_offset: int) -> None:
+        """Play the delivery reports of the changelog records, at consecutive offsets."""
+        for offset, report in enumerate(self.deliveries, first_offset):
+            report(None, Message(topic="changelog", partition=0, offset=offset))
+        self.deliveries.clear()
+
+
+class DeadLetterRecorder:
+    def __init__(self) -> None:
+        self.letters: list[tuple[int, str, bool]] = []
+
+    def dead_letter(self, txn: Any, message: Message, error: BaseException, *, bug: bool) -> None:
+        self.letters.append((message.offset(), type(error).__name__, bug))
+        txn.produce("dead-letters", message.value(), key=message.key())
+
+
+class Notes:
+    """A processor with one typed store; each record's value says what its handler does."""
+
+    def __init__(self, context: TaskContext) -> None:
+        self._journal = context.journal
+        self.notes: KeyValueStore[str] = KeyValueStore("notes", b"n/", TextCodec(), context.store, context.journal)
+
+    @property
+    def stores(self) -> tuple[KeyValueStore[Any], ...]:
+        return (self.notes,)
+
+    def handlers(self) -> dict[str, Callable[[Message], None]]:
+        return {"in": self.handle}
+
+    def handle(self, message: Message) -> None:
+        command, _, arg = message.value().decode().partition(" ")
+        key = message.key().decode()
+        if command == "put":
+            self.notes.put(key, arg)
+            self._journal.produce(OutputRecord("out", f"{key}={arg}".encode(), message.key()))
+        elif command == "append":  # read-your-writes: the value as the previous records left it
+            self.notes.put(key, (self.notes.get(key) or "") + arg)
+        elif command == "put-then-fail":
+            self.notes.put(key, arg)
+            self._journal.produce(OutputRecord("out", f"{key}={arg}".encode(), message.key()))
+            raise Bad(f"refused after writing {key}") if arg == "bad" else RuntimeError("a bug after writing")
+
+
+def record(offset: int, key: str, value: str) -> Message:
+    return Message(topic="in", partition=0, offset=offset, key=key.encode(), value=value.encode())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PartitionStore:
+    store = PartitionStore(tmp_path / "notes", "changelog", 0)
+    yield store
+    store.close()
+
+
+def running_task(store: PartitionStore, letters: DeadLetterRecorder, policy: ErrorPolicy = ErrorPolicy.DEAD_LETTER) -> Task:
+    task = Task(TaskId("notes", 0), store, Notes, dead_letters=letters, bad_input=(Bad,), error_policy=policy)
+    task.begin_restore()
+    task.initialize()
+    return task
+
+
+def commit(task: Task, txn: RecordingTxn, first_offset: int = 0) -> None:
+    task.prepare_commit(txn)  # type: ignore[arg-type]
+    txn.deliver_changelog(first_offset)
+    task.post_commit()
+
+
+@pytest.mark.parametrize(("arg", "error", "bug"), [("bad", "Bad", False), ("boom", "RuntimeError", True)])
+def test_task_handler_raising_after_writing_state_and_producing_leaves_neither_only_its_dead_letter(
+    store: PartitionStore, arg: str, error: str, bug: bool
+) -> None:
+    letters = DeadLetterRecorder()
+    task = running_task(store, letters)
+    txn = RecordingTxn()
+
+    task.process(record(0, "a", "put 1"), txn)  # type: ignore[arg-type]
+    task.process(record(1, "b", f"put-then-fail {arg}"), txn)  # type: ignore[arg-type]
+    task.process(record(2, "c", "put 3"), txn)  # type: ignore[arg-type]
+
+    assert txn.produced == [("out", b"a", b"a=1"), ("dead-letters", b"b", f"put-then-fail {arg}".encode()),
+                            ("out", b"c", b"c=3")]
+    assert letters.letters == [(1, error, bug)]
+    notes = task.stores[0]
+    assert (notes.get("a"), notes.get("b"), notes.get("c")) == ("1", None, "3")
+    commit(task, txn)
+    assert store.get(b"n/b") is None and store.get(b"n/a") == b"1" and store.get(b"n/c") == b"3"
+    assert [key for topic, key, _ in txn.produced if topic == "changelog"] == [b"n/a", b"n/c"]
+
+
+def test_task_handler_bug_with_the_stop_policy_raises_and_leaves_nothing(store: PartitionStore) -> None:
+    letters = DeadLetterRecorder()
+    task = running_task(store, letters, ErrorPolicy.STOP)
+    txn = RecordingTxn()
+
+    with pytest.raises(HandlerBug, match=r"in\[0\]@4"):
+        task.process(record(4, "b", "put-then-fail boom"), txn)  # type: ignore[arg-type]
+
+    assert txn.produced == [] and letters.letters == []
+    assert task.stores[0].get("b") is None and not task.journal.open
+
+
+def test_task_later_records_read_earlier_writes_and_each_key_is_written_once_at_commit(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    txn = RecordingTxn()
+    for offset, value in enumerate(["append x", "append y", "append z"]):
+        task.process(record(offset, "k", value), txn)  # type: ignore[arg-type]
+    assert task.stores[0].get("k") == "xyz" and store.get(b"n/k") is None  # nothing in RocksDB before commit
+
+    commit(task, txn, first_offset=10)
+
+    assert [(topic, key, value) for topic, key, value in txn.produced] == [("changelog", b"n/k", b"xyz")]
+    assert store.get(b"n/k") == b"xyz" and store.changelog_next_offset == 11
+
+
+def test_task_abort_forgets_the_transactions_writes_and_keeps_committed_state(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    first = RecordingTxn()
+    task.process(record(0, "k", "put committed"), first)  # type: ignore[arg-type]
+    commit(task, first)
+
+    task.process(record(1, "k", "put aborted"), RecordingTxn())  # type: ignore[arg-type]
+    assert task.stores[0].get("k") == "aborted"
+    task.abort()
+
+    assert task.stores[0].get("k") == "committed" and store.get(b"n/k") == b"committed"
+
+
+def test_task_closed_on_revoke_mid_batch_drops_its_caches_and_refuses_records(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    txn = RecordingTxn()
+    task.process(record(0, "k", "put 1"), txn)  # type: ignore[arg-type]
+    commit(task, txn)
+    notes = task.stores[0]
+    assert notes.get("k") == "1" and notes.cached == 1
+    task.process(record(1, "k", "put 2"), RecordingTxn())  # type: ignore[arg-type]  (a batch in flight)
+
+    task.close()
+
+    assert task.state is TaskState.CLOSED and task.stores == ()
+    assert notes.cached == 0  # the decoded values went with the task
+    with pytest.raises(Exception, match="closed"):
+        task.process(record(2, "k", "put 3"), RecordingTxn())  # type: ignore[arg-type]
+
+
+def test_journal_refuses_writes_outside_the_handling_of_a_record(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    with pytest.raises(JournalStateError):
+        task.stores[0].put("k", "v")
+
+
+# -- the Kafka transaction's status machine ---------------------------------------------------
+
+
+class FailingProducer:
+    """A producer whose commit fails; everything else succeeds."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.calls.append("produce")
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self.calls.append("offsets")
+
+    def commit_transaction(self, timeout: float) -> None:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "commit timed out", txn_requires_abort=True))
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+def test_kafka_transaction_fails_when_an_exception_escapes_and_then_allows_only_abort() -> None:
+    producer = FailingProducer()
+    txn = KafkaTransaction(producer)  # type: ignore[arg-type]
+    txn.produce("t", b"v")
+    txn.prepare([], None)
+    with pytest.raises(KafkaException):
+        txn.commit()
+
+    assert txn.status is TransactionStatus.FAILED
+    with pytest.raises(TransactionStateError, match="failed"):
+        txn.produce("t", b"again")
+    with pytest.raises(TransactionStateError):
+        txn.commit()
+    txn.abort()
+    assert txn.status is TransactionStatus.ABORTED and producer.calls[-1] == "abort"
+
+
+def test_kafka_transaction_refuses_commit_before_prepare() -> None:
+    txn = KafkaTransaction(FailingProducer())  # type: ignore[arg-type]
+    with pytest.raises(TransactionStateError, match=r"commit\(\) needs prepared"):
+        txn.commit()
+    assert txn.status is TransactionStatus.OPEN  # a refused call changes nothing

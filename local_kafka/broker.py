@@ -4,6 +4,12 @@ One class does it for tests, the demo and developers: free loopback ports, a tem
 directory for data and logs, readiness checked with the AdminClient, and a stop by PID
 that never leaves a JVM behind (SIGTERM, then SIGKILL; the JVM also gets SIGTERM if the
 Python process that started it dies first).
+
+Given a `data_dir`, the broker is restartable: its storage is formatted only when the
+directory is new (the cluster id stays in `meta.properties`), its ports are remembered in
+`local-kafka.json` there, and `stop()` keeps the directory, so a later `start()` (this object
+or another one on the same directory) comes back on the same port with its topics, committed
+records and consumer offsets.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -35,6 +42,8 @@ def temp_prefix() -> str:
     return f"local-kafka-{os.getpid()}-"
 
 _PR_SET_PDEATHSIG = 1
+# In a broker's directory: the ports it was started on, so a restart keeps its address.
+STATE_FILE = "local-kafka.json"
 
 
 class BrokerStartError(RuntimeError):
@@ -45,6 +54,16 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def random_cluster_id() -> str:
@@ -120,23 +139,35 @@ class LocalKafkaBroker:
         heap: str = "768m",
         ready_timeout_s: float = 90.0,
         extra_properties: dict[str, str] | None = None,
+        data_dir: Path | str | None = None,
+        port: int | None = None,
     ) -> None:
+        """`data_dir`: keep data there across stops (else a temporary directory, removed on
+        stop). `port`: the broker's port (else the one the directory remembers, else a free one)."""
         self._distribution = distribution
         self._heap = heap
         self._ready_timeout_s = ready_timeout_s
         self._extra_properties = dict(extra_properties or {})
         self._process: subprocess.Popen[bytes] | None = None
-        self.work_dir: Path | None = None
+        self._keep_dir = data_dir is not None
+        self.work_dir: Path | None = Path(data_dir).resolve() if data_dir is not None else None
+        self._requested_port = port
         self.broker_port: int | None = None
+        self.controller_port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> LocalKafkaBroker:
+        """Start the broker and wait until it answers; again after `stop()` on a kept directory."""
         if self._process is not None:
             raise RuntimeError("broker already started")
         distribution = self._distribution or assemble()
         self._distribution = distribution
-        self.work_dir = Path(tempfile.mkdtemp(prefix=temp_prefix()))
+        if self._keep_dir:
+            assert self.work_dir is not None
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.work_dir = Path(tempfile.mkdtemp(prefix=temp_prefix()))
         atexit.register(self.stop)
         try:
             self._launch(distribution)
@@ -147,7 +178,7 @@ class LocalKafkaBroker:
         return self
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the JVM by its PID (SIGTERM, then SIGKILL) and remove the temp directory."""
+        """Stop the JVM by its PID (SIGTERM, then SIGKILL); remove the directory unless it was given."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -156,15 +187,34 @@ class LocalKafkaBroker:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=timeout_s)
-        if self.work_dir is not None and self.work_dir.exists():
+        if not self._keep_dir and self.work_dir is not None and self.work_dir.exists():
             shutil.rmtree(self.work_dir, ignore_errors=True)
         atexit.unregister(self.stop)
+
+    def kill(self) -> None:
+        """SIGKILL the JVM (a crash, for tests); a kept directory stays for the next start."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+        self.stop()
 
     def __enter__(self) -> LocalKafkaBroker:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    @property
+    def cluster_id(self) -> str | None:
+        """The KRaft cluster id formatted into the data directory (None before the first start)."""
+        if self.work_dir is None:
+            return None
+        try:
+            text = (self.work_dir / "data" / "meta.properties").read_text()
+        except FileNotFoundError:
+            return None
+        match = re.search(r"^cluster\.id=(\S+)$", text, re.MULTILINE)
+        return match.group(1) if match else None
 
     # -- facts about the running broker -------------------------------------------------
 
@@ -211,15 +261,34 @@ class LocalKafkaBroker:
         assert self.work_dir is not None
         return self.work_dir / "jvm.out"
 
+    def _choose_ports(self) -> tuple[int, int]:
+        """The requested port, else the directory's remembered ports, else free ones; remembered."""
+        assert self.work_dir is not None
+        state_path = self.work_dir / STATE_FILE
+        remembered: dict[str, int] = {}
+        if state_path.exists():
+            try:
+                remembered = {k: int(v) for k, v in json.loads(state_path.read_text()).items()}
+            except (ValueError, TypeError, AttributeError) as error:
+                raise BrokerStartError(f"{state_path} is not a broker state file: {error}") from None
+        broker_port = self._requested_port or remembered.get("broker_port") or free_loopback_port()
+        controller_port = remembered.get("controller_port") or free_loopback_port()
+        while controller_port == broker_port:
+            controller_port = free_loopback_port()
+        for port, what in ((broker_port, "broker"), (controller_port, "controller")):
+            if not port_is_free(port):
+                raise BrokerStartError(f"the {what} port 127.0.0.1:{port} is in use (another broker running?)")
+        state_path.write_text(json.dumps({"broker_port": broker_port, "controller_port": controller_port}) + "\n")
+        return broker_port, controller_port
+
     def _launch(self, distribution: BrokerDistribution) -> None:
         assert self.work_dir is not None
-        (self.work_dir / "logs").mkdir()
-        self.broker_port = free_loopback_port()
-        controller_port = free_loopback_port()
+        (self.work_dir / "logs").mkdir(exist_ok=True)
+        self.broker_port, self.controller_port = self._choose_ports()
         properties = server_properties(
             data_dir=self.work_dir / "data",
             broker_port=self.broker_port,
-            controller_port=controller_port,
+            controller_port=self.controller_port,
         )
         properties.update(self._extra_properties)
         config_path = self.work_dir / "server.properties"
@@ -241,15 +310,16 @@ class LocalKafkaBroker:
             "-cp",
             distribution.classpath,
         ]
-        formatted = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(config_path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if formatted.returncode != 0:
-            raise BrokerStartError(f"StorageTool format failed:\n{formatted.stdout}{formatted.stderr}")
-        with open(self._jvm_output_path, "wb") as jvm_output:
+        if self.cluster_id is None:  # a new directory: format it (a kept one keeps its cluster id)
+            formatted = subprocess.run(
+                [*jvm, "kafka.tools.StorageTool", "format", "-t", random_cluster_id(), "-c", str(config_path)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if formatted.returncode != 0:
+                raise BrokerStartError(f"StorageTool format failed:\n{formatted.stdout}{formatted.stderr}")
+        with open(self._jvm_output_path, "ab") as jvm_output:
             self._process = subprocess.Popen(
                 [*jvm, "kafka.Kafka", str(config_path)],
                 stdin=subprocess.DEVNULL,

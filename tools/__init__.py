@@ -1,0 +1,1 @@
+"""Helpers for integrators: publish a proposal as the upstream system would, sign a webhook body."""

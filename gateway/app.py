@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gateway import reference
 from gateway.auth import CHALLENGE
 from gateway.backend import KafkaBackend
 from gateway.config import GatewayConfig
@@ -33,7 +34,7 @@ errors_log = logging.getLogger("gateway.errors")
 
 CORRELATION_HEADER = "X-Correlation-Id"
 _CORRELATION_ID = re.compile(CORRELATION_ID_PATTERN)
-PUBLIC_ROUTES = frozenset({"getHealth", "getReadiness", "getMetrics"})
+PUBLIC_ROUTES = frozenset({"getHealth", "getReadiness", "getMetrics"}) | reference.PROBLEM_ROUTES
 WEBHOOK_ROUTE = "receiveOrderEvent"
 
 HANDLERS = web.AppKey("handlers", Handlers)
@@ -124,6 +125,7 @@ def create_app(config: GatewayConfig, *, backend: Backend | None = None, metrics
     router.add_post("/rebalance/executions/{execution_id}/cancel", handlers.cancel_execution,
                     name="cancelExecution")
     router.add_get("/openapi.json", handlers.openapi, name="getOpenApi", allow_head=False)
+    reference.add_routes(router)  # /asyncapi.json, /problems, /problems/{slug}
     router.add_get("/metrics", handlers.metrics_endpoint, name="getMetrics", allow_head=False)
     router.add_get("/healthz", handlers.healthz, name="getHealth", allow_head=False)
     router.add_get("/readyz", handlers.readyz, name="getReadiness", allow_head=False)

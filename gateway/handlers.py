@@ -222,7 +222,7 @@ class Handlers:
         if outcome in ("CREATED", "REPLAYED"):
             return json_response(self._execution_body(result), 201 if outcome == "CREATED" else 200,
                                  {"Location": _location(result["execution_id"])})
-        raise self._create_problem(result, execution_id)
+        raise self._create_problem(result, execution_id, self.config.topics.approved_proposals)
 
     def _inline_artifact(self, body: models.CreateExecutionRequest) -> ProposalArtifact | None:
         if body.artifact is None:
@@ -240,7 +240,8 @@ class Handlers:
         return artifact
 
     @staticmethod
-    def _create_problem(result: Mapping[str, Any], execution_id: str) -> ApiProblem:
+    def _create_problem(result: Mapping[str, Any], execution_id: str,
+                        proposals_topic: str = "approved-proposals") -> ApiProblem:
         outcome = result["outcome"]
         problem = result.get("problem") or {}
         detail = problem.get("detail") or problem.get("title")
@@ -250,7 +251,10 @@ class Handlers:
                 return ApiProblem(Problems.IDEMPOTENCY_KEY_CONFLICT, detail, existing_execution_id=existing)
             return ApiProblem(Problems.PROPOSAL_VERSION_IN_USE, detail, existing_execution_id=existing)
         if outcome == "NOT_FOUND":
-            return ApiProblem(Problems.PROPOSAL_NOT_FOUND, detail)
+            return ApiProblem(Problems.PROPOSAL_NOT_FOUND, (
+                f"{detail or 'proposal version not found'}. The processor knows the versions published on the "
+                f"{proposals_topic} topic (python -m tools.publish_proposal FILE); or send the version inline "
+                f"as `artifact` in this request"))
         if outcome == "NOT_EXECUTABLE":
             return ApiProblem(Problems.PROPOSAL_NOT_EXECUTABLE, detail)
         if outcome == "INVALID":

@@ -205,6 +205,45 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/asyncapi.json": {
+            "get": {
+                "operationId": "getAsyncApi",
+                "summary": "The AsyncAPI 3.0 document of the Kafka topics (wire.asyncapi)",
+                "security": _BEARER,
+                "parameters": [_CORRELATION_PARAM],
+                "responses": {
+                    "200": {"description": "AsyncAPI 3.0 document.", "headers": {"X-Correlation-Id": _CORRELATION_HEADER},
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    **_errors(401),
+                },
+            },
+        },
+        "/problems": {
+            "get": {
+                "operationId": "listProblemTypes",
+                "summary": "Every problem type: its URI, status, title and when it is answered (no authentication)",
+                "security": [],
+                "parameters": [_CORRELATION_PARAM],
+                "responses": {
+                    "200": {"description": "The catalogue.", "headers": {"X-Correlation-Id": _CORRELATION_HEADER},
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                },
+            },
+        },
+        "/problems/{slug}": {
+            "get": {
+                "operationId": "getProblemType",
+                "summary": "One problem type; the slug is the last segment of its `type` URI (no authentication)",
+                "security": [],
+                "parameters": [_CORRELATION_PARAM, {"name": "slug", "in": "path", "required": True,
+                                                    "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "The problem type.", "headers": {"X-Correlation-Id": _CORRELATION_HEADER},
+                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                    **_errors(404),
+                },
+            },
+        },
         "/metrics": {
             "get": {
                 "operationId": "getMetrics",

@@ -23,6 +23,11 @@ class Topic:
     value_schema: str  # simple name of the top-level record in schemas/
     key_field: str  # dotted path into the value record
     internal: bool = False  # written and read only by the processor itself
+    # Documentation (docs/wire.md, the AsyncAPI document of wire.asyncapi): who writes and reads
+    # the topic, and what delivery a reader can rely on.
+    producers: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
+    delivery: str = ""
 
     def key(self, record: Mapping[str, Any]) -> bytes | None:
         """The message key for a value record."""
@@ -34,19 +39,46 @@ class Topic:
         return str(value).encode("utf-8")
 
 
-APPROVED_PROPOSALS = Topic("approved-proposals", "approved-proposals", "ApprovedProposal", "proposal_id")
-EXECUTION_COMMANDS = Topic("execution-commands", "execution-commands", "ExecutionCommand", "execution_id")
-COMMAND_RESULTS = Topic("command-results", "command-results", "CommandResult", "command_id")
-TRADE_TICKETS = Topic("trade-tickets", "trade-tickets", "TicketInstruction", "ticket.ticket_id")
-ORDER_EVENTS = Topic("order-events", "order-events", "OrderEvent", "execution_id")
+_EXACTLY_ONCE = ("exactly once: written in the processor's Kafka transactions, so a read_committed reader sees "
+                 "each record once and never one of an aborted attempt")
+APPROVED_PROPOSALS = Topic(
+    "approved-proposals", "approved-proposals", "ApprovedProposal", "proposal_id",
+    producers=("upstream proposal system (RFC-0014E)",), consumers=("processor",),
+    delivery="at least once; the processor stores each (proposal_id, version_no) once and dead-letters a second "
+             "record of a stored version with another hash")
+EXECUTION_COMMANDS = Topic(
+    "execution-commands", "execution-commands", "ExecutionCommand", "execution_id",
+    producers=("gateway",), consumers=("processor",),
+    delivery="at least once (idempotent producer); a repeated create is answered REPLAYED, a repeated cancel is "
+             "deduplicated by command_id")
+COMMAND_RESULTS = Topic(
+    "command-results", "command-results", "CommandResult", "command_id",
+    producers=("processor",), consumers=("gateway",), delivery=_EXACTLY_ONCE)
+TRADE_TICKETS = Topic(
+    "trade-tickets", "trade-tickets", "TicketInstruction", "ticket.ticket_id",
+    producers=("processor",), consumers=("OMS adapters", "mock OMS"),
+    delivery=_EXACTLY_ONCE + "; a ticket is released (SUBMIT) once; an OMS deduplicates by ticket_id")
+ORDER_EVENTS = Topic(
+    "order-events", "order-events", "OrderEvent", "execution_id",
+    producers=("OMS adapters", "gateway webhook", "mock OMS"), consumers=("processor",),
+    delivery="at least once, in any order; the processor applies each report once (event_id, fill_id) and "
+             "ignores stale ones")
 EXECUTION_STATE_CHANGES = Topic(
-    "execution-state-changes", "execution-state-changes", "ExecutionStateChange", "execution_id"
-)
-DEAD_LETTERS = Topic("dead-letters", "dead-letters", "DeadLetter", "original_key")
+    "execution-state-changes", "execution-state-changes", "ExecutionStateChange", "execution_id",
+    producers=("processor",), consumers=("gateway read model", "status consumers"),
+    delivery=_EXACTLY_ONCE + "; sequence is per execution, from 1, without gaps")
+DEAD_LETTERS = Topic(
+    "dead-letters", "dead-letters", "DeadLetter", "original_key",
+    producers=("processor",), consumers=("operators",),
+    delivery=_EXACTLY_ONCE + ", in the transaction that consumed the bad input")
 # Internal: the processor's admission of new executions (see docs/design.md). Their default
 # names are prefixed with the processor's application id at run time.
-ADMISSION_REQUESTS = Topic("admission-requests", "admission-requests", "AdmissionRequest", "proposal_id", True)
-ADMISSION_DECISIONS = Topic("admission-decisions", "admission-decisions", "AdmissionDecision", "execution_id", True)
+ADMISSION_REQUESTS = Topic(
+    "admission-requests", "admission-requests", "AdmissionRequest", "proposal_id", True,
+    producers=("processor",), consumers=("processor",), delivery=_EXACTLY_ONCE)
+ADMISSION_DECISIONS = Topic(
+    "admission-decisions", "admission-decisions", "AdmissionDecision", "execution_id", True,
+    producers=("processor",), consumers=("processor",), delivery=_EXACTLY_ONCE)
 
 TOPICS: tuple[Topic, ...] = (
     APPROVED_PROPOSALS,

@@ -4,19 +4,26 @@ Starts (or uses) a Kafka broker, then the processor, the gateway and the mock OM
 processes; publishes the sample approved proposals (samples/proposals/) as the upstream
 proposal system would; creates one execution per proposal through the HTTP API as an
 advisor's app would; prints each execution's tickets with their dependencies, every state
-change as it happens, and the final state; then stops everything it started. Exit status 0
-means every execution ended in the state its scenario expects.
+change as it happens, and the final state. Then the guarantees act (demo.guarantees): a
+cancel, a retried create, an OMS that duplicates and reorders its reports, and a processor
+SIGKILLed mid-stream, each checked. It stops everything it started (unless --keep-running, then
+on Ctrl-C). Exit status 0 means every execution ended as its scenario expects and every
+guarantee held. Output lines fit 100 columns.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import secrets
+import signal
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,10 +32,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from demo.services import ROOT, Services
+from demo.timeline import Watch, reached, say
 from execution_domain import parse_artifact
 from local_kafka.broker import free_loopback_port
 from local_kafka.select import kafka_broker
-from status_consumer.format import describe_change, describe_final, describe_ticket
+from status_consumer.format import describe_final, describe_ticket
 from wire import records as translate
 from wire import serde
 from wire.topics import TopicNames
@@ -38,7 +46,7 @@ SAMPLES = ROOT / "samples" / "proposals"
 
 @dataclass(frozen=True)
 class Scenario:
-    sample: str
+    sample: str  # also the scenario's name for --scenario
     title: str
     oms_behaviour: str  # a mock_oms scenario
     expected_statuses: tuple[str, ...]  # statuses the execution must pass through, the last one final
@@ -52,16 +60,22 @@ SCENARIOS = (
     Scenario("rfc_partial_then_fill", "RFC 12.2: partial fill, then fill", "partial_then_fill",
              ("PARTIALLY_FILLED", "FILLED")),
 )
-TERMINAL = {"FILLED", "REJECTED", "CANCELLED"}
+GUARANTEES = "guarantees"  # the act after the RFC scenarios (demo.guarantees)
+GUARANTEES_SAMPLE = "usd_cash_flow_eur"
+GUARANTEES_OMS = "partial_then_fill"
 
 
 def load(sample: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / f"{sample}.json").read_text())
+    raw: dict[str, Any] = json.loads((SAMPLES / f"{sample}.json").read_text())
+    return raw
 
 
 class Demo:
-    def __init__(self, bootstrap: str, work_dir: Path) -> None:
+    def __init__(self, bootstrap: str, work_dir: Path, scenarios: tuple[Scenario, ...] = SCENARIOS,
+                 guarantees: bool = True) -> None:
         self.bootstrap = bootstrap
+        self.scenarios = scenarios
+        self.guarantees = guarantees
         self.run_id = uuid.uuid4().hex[:6]
         self.application_id = f"demo-{self.run_id}"
         prefix = f"{self.application_id}."
@@ -80,29 +94,35 @@ class Demo:
             "PROCESSOR_APPLICATION_ID": self.application_id,
             **{f"TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(TopicNames)},
         }
-        self.services = Services(work_dir, env)
+        self.services = Services(work_dir / "logs", env)
+        self.watch: Watch | None = None
 
     # -- set-up ------------------------------------------------------------------------
 
+    def oms_rules(self) -> list[str]:
+        rules = [f"{load(s.sample)['proposal_id']}={s.oms_behaviour}" for s in self.scenarios]
+        if self.guarantees:
+            rules.append(f"{load(GUARANTEES_SAMPLE)['proposal_id']}={GUARANTEES_OMS}")
+        return [arg for rule in rules for arg in ("--scenario", rule)]
+
     def start_services(self) -> None:
-        samples = {scenario.sample: load(scenario.sample) for scenario in SCENARIOS}
-        oms_rules = [f"{samples[s.sample]['proposal_id']}={s.oms_behaviour}" for s in SCENARIOS]
         self.services.start("processor", "processor", "--instance-id", "demo-1", "--state-dir",
                             str(self.work_dir / "state"), "--partitions", "3", "--http-port",
                             str(free_loopback_port()))
         self._wait(lambda: self._topics_exist(), 60, "the processor to create its topics")
         self.services.start("mock-oms", "mock_oms", "--seed", "7", "--group-id", f"{self.application_id}-oms",
-                            *[arg for rule in oms_rules for arg in ("--scenario", rule)])
+                            *self.oms_rules())
         self.services.env.update({"GATEWAY_API_TOKENS": self.token, "GATEWAY_WEBHOOK_SECRETS": self.webhook_secret,
                                   "GATEWAY_PORT": str(self.gateway_port), "GATEWAY_HOST": "127.0.0.1"})
         self.services.start("gateway", "gateway")
-        self._wait(lambda: self._http("GET", "/readyz")[0] == 200, 60, "the gateway to be ready")
+        self._wait(lambda: self.http("GET", "/readyz")[0] == 200, 60, "the gateway to be ready")
 
     def publish_proposals(self) -> None:
         producer = Producer({"bootstrap.servers": self.bootstrap, "partitioner": "murmur2_random",
                              "enable.idempotence": True})
-        for scenario in SCENARIOS:
-            record = translate.artifact_to_record(parse_artifact(load(scenario.sample)))
+        samples = [s.sample for s in self.scenarios] + ([GUARANTEES_SAMPLE] if self.guarantees else [])
+        for sample in samples:
+            record = translate.artifact_to_record(parse_artifact(load(sample)))
             producer.produce(self.topics.approved_proposals, key=record["proposal_id"].encode(),
                              value=serde.encode("ApprovedProposal", record))
         producer.flush(30)
@@ -110,70 +130,84 @@ class Demo:
     # -- the flow ----------------------------------------------------------------------
 
     def run(self) -> bool:
-        changes = self._changes_consumer()
+        self.watch = Watch(self._changes_consumer())
         ok = True
-        try:
-            for scenario in SCENARIOS:
-                ok &= self._execute(scenario, changes)
-        finally:
-            changes.close()
+        for scenario in self.scenarios:
+            ok &= self._execute(scenario)
+        if self.guarantees:
+            from demo.guarantees import GuaranteesAct
+
+            ok &= GuaranteesAct(self).run()
         return ok
 
-    def _execute(self, scenario: Scenario, changes: Consumer) -> bool:
-        raw = load(scenario.sample)
-        print(f"\n== {scenario.title}")
-        print(f"   proposal {raw['proposal_id']} v{raw['version_no']}, OMS behaviour: {scenario.oms_behaviour}")
-        body = {
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.consumer.close()
+            self.watch = None
+
+    def create(self, sample: str, key: str, artifact: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """POST /rebalance/executions for a sample proposal, or for `artifact` sent inline (retried
+        while the processor has not folded a published proposal yet: 404)."""
+        raw = artifact or load(sample)
+        body: dict[str, Any] = {
             "proposal_id": raw["proposal_id"], "version_no": raw["version_no"],
             "execution_policy": {"time_in_force": "DAY", "allow_partial_fills": True, "max_slippage_bps": "25",
                                  "dry_run": False},
             "actor": {"requested_by": "advisor_001", "channel": "ADVISOR_APP"},
         }
+        if artifact is not None:
+            body["artifact"] = artifact
         deadline = time.monotonic() + 30
-        while True:  # the processor may still be folding the proposal it was just sent
-            status, created = self._http("POST", "/rebalance/executions", body,
-                                         {"Idempotency-Key": f"demo-{self.run_id}-{scenario.sample}"})
+        while True:
+            status, created = self.http("POST", "/rebalance/executions", body, {"Idempotency-Key": key})
             if status != 404 or time.monotonic() > deadline:
-                break
+                return status, created
             time.sleep(0.2)
-        if status not in (200, 201, 202):
-            print(f"   create failed: HTTP {status} {created}")
-            return False
-        execution_id = created["execution_id"]
-        print(f"   POST /rebalance/executions -> {status} {execution_id} ({created.get('status')})")
+
+    def show_tickets(self, created: dict[str, Any]) -> None:
         tickets = {t["ticket_id"]: t for t in created.get("tickets", [])}
         for ticket in tickets.values():
             deps = ", ".join(describe_ticket(tickets[d]) if d in tickets else d for d in ticket["dependencies"])
-            print(f"     ticket {ticket['ticket_id']}  {describe_ticket(ticket):<45} after: {deps or '-'}")
+            say(f"  ticket {ticket['ticket_id']}  {describe_ticket(ticket):<34} after: {deps or '-'}", hanging=8)
 
-        seen: list[str] = []
-        last: dict[str, Any] | None = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (last is None or last["execution"]["status"] not in TERMINAL):
-            self.services.check_alive()
-            for message in changes.consume(100, timeout=0.2):
-                if message.error():
-                    continue
-                change = serde.decode("ExecutionStateChange", message.value(), topic=message.topic(),
-                                      partition=message.partition(), offset=message.offset())
-                if change["execution_id"] != execution_id:
-                    continue
-                print("   " + describe_change(change))
-                last = change
-                if not seen or seen[-1] != change["execution"]["status"]:
-                    seen.append(change["execution"]["status"])
-        if last is None:
-            print("   no state change seen")
+    def follow(self, execution_id: str, done: Callable[..., bool] | None = None, timeout_s: float = 60) -> list[Any]:
+        """Print the execution's changes as they come until `done` (default: a final state)."""
+        assert self.watch is not None
+        return self.watch.follow(execution_id, done or reached(), timeout_s, self.services.check_alive)
+
+    def show_final(self, snapshot: dict[str, Any]) -> None:
+        say("final:")
+        for line in describe_final(snapshot):
+            say("  " + line.strip(), hanging=6)
+
+    def _execute(self, scenario: Scenario) -> bool:
+        raw = load(scenario.sample)
+        print(f"\n== {scenario.title}")
+        say(f"proposal {raw['proposal_id']} v{raw['version_no']}, OMS behaviour: {scenario.oms_behaviour}")
+        status, created = self.create(scenario.sample, f"demo-{self.run_id}-{scenario.sample}")
+        if status not in (200, 201, 202):
+            say(f"create failed: HTTP {status} {created}")
             return False
-        print("   final:")
-        for line in describe_final(last["execution"]):
-            print("     " + line)
+        execution_id = created["execution_id"]
+        say(f"POST /rebalance/executions -> {status} {execution_id} ({created.get('status')})")
+        self.show_tickets(created)
+
+        changes = self.follow(execution_id)
+        if not changes:
+            say("no state change seen")
+            return False
+        seen: list[str] = []
+        for change in changes:
+            if not seen or seen[-1] != change.status:
+                seen.append(change.status)
+        last = changes[-1].snapshot
+        self.show_final(last)
         status_ok = seen[-1] == scenario.expected_statuses[-1] and all(s in seen for s in scenario.expected_statuses)
-        print(f"   expected {' then '.join(scenario.expected_statuses)}: {'ok' if status_ok else 'NOT MET'}")
+        say(f"expected {' then '.join(scenario.expected_statuses)}: {'ok' if status_ok else 'NOT MET'}")
         if scenario.oms_behaviour == "reject_fx":
-            buys = [t for t in last["execution"]["tickets"] if t["ticket"].get("side") == "BUY"]
+            buys = [t for t in last["tickets"] if t["ticket"].get("side") == "BUY"]
             never_released = all(not t["released"] and t["status"] == "CANCELLED" for t in buys)
-            print(f"   dependent BUYs never released: {'ok' if never_released else 'NOT MET'}")
+            say(f"dependent BUYs never released: {'ok' if never_released else 'NOT MET'}")
             status_ok &= never_released
         return status_ok
 
@@ -191,7 +225,7 @@ class Demo:
         metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=5)
         return all(getattr(self.topics, f.name) in metadata.topics for f in fields(TopicNames))
 
-    def _http(self, method: str, path: str, body: dict | None = None,
+    def http(self, method: str, path: str, body: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None) -> tuple[int, Any]:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.gateway_port}{path}", method=method,
@@ -202,11 +236,15 @@ class Demo:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
-            return error.code, error.read().decode(errors="replace")
+            text = error.read().decode(errors="replace")
+            try:
+                return error.code, json.loads(text)
+            except ValueError:
+                return error.code, text
         except OSError:
             return 0, None
 
-    def _wait(self, predicate, timeout_s: float, what: str) -> None:
+    def _wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.services.check_alive()
@@ -230,25 +268,63 @@ class Demo:
                 pass
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
+    names = [s.sample for s in SCENARIOS] + [GUARANTEES]
+    parser = argparse.ArgumentParser(
+        prog="python -m demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="The broker: KAFKA_BOOTSTRAP_SERVERS when set (the demo's topics are its own and deleted "
+               "afterwards), else a container or a local JVM broker it starts and stops.")
+    parser.add_argument("--scenario", action="append", choices=names, metavar="NAME",
+                        help=f"run only this scenario (repeatable): {', '.join(names)}; default: all of them")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="after the scenarios, keep the broker and the services running (and print how to "
+                             "reach them) until Ctrl-C")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    chosen = args.scenario or [s.sample for s in SCENARIOS] + [GUARANTEES]
+    scenarios = tuple(s for s in SCENARIOS if s.sample in chosen)
     with kafka_broker() as endpoint, tempfile.TemporaryDirectory(prefix="execution-demo-") as work:
-        print(f"Kafka broker: {endpoint.description} at {endpoint.bootstrap_servers}")
-        demo = Demo(endpoint.bootstrap_servers, Path(work))
+        say(f"Kafka broker: {endpoint.description} at {endpoint.bootstrap_servers}", indent=0)
+        demo = Demo(endpoint.bootstrap_servers, Path(work), scenarios, guarantees=GUARANTEES in chosen)
         ok = False
         try:
             demo.start_services()
-            print("processor, gateway and mock OMS started: " + ", ".join(
-                f"{s.name} (pid {s.process.pid})" for s in demo.services.started))
+            say("processor, gateway and mock OMS started: " + ", ".join(
+                f"{s.name} (pid {s.process.pid})" for s in demo.services.started), indent=0)
             demo.publish_proposals()
             ok = demo.run()
+            if args.keep_running:
+                keep_running(demo)
         except Exception as error:
             print(f"demo failed: {error}")
             for service in demo.services.started:
                 print(f"--- {service.name} log tail\n{service.log_tail()}")
         finally:
+            demo.close()
             codes = demo.services.stop_all()
-            print("\nstopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes))
+            print()
+            say("stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes), indent=0)
             if endpoint.kind == "external":
                 demo.cleanup_topics()
     print("demo passed: every execution ended as its scenario expects" if ok else "demo FAILED")
     return 0 if ok else 1
+
+
+def keep_running(demo: Demo) -> None:
+    """Leave everything up for exploring by hand, until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print("\nstill running (Ctrl-C stops everything); in another shell:")
+    print(f"  export KAFKA_BOOTSTRAP_SERVERS={demo.bootstrap} GATEWAY_URL=http://127.0.0.1:{demo.gateway_port}")
+    print(f"  export GATEWAY_TOKEN={demo.token} WEBHOOK_SECRET={demo.webhook_secret}")
+    print(f"  export TOPIC_EXECUTION_STATE_CHANGES={demo.topics.execution_state_changes}")
+    print(f"  export TOPIC_APPROVED_PROPOSALS={demo.topics.approved_proposals}")
+    print("  curl -sS -H \"Authorization: Bearer $GATEWAY_TOKEN\" \"$GATEWAY_URL/rebalance/executions\"")
+    print("  .venv/bin/python -m status_consumer --from-beginning")
+    while not stop.is_set():
+        demo.services.check_alive()
+        stop.wait(0.5)

@@ -16,8 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass
 class ServiceProcess:
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path
+    module: str = ""
+    args: tuple[str, ...] = ()
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -46,17 +48,47 @@ class Services:
     log_dir: Path
     env: dict[str, str]
     started: list[ServiceProcess] = field(default_factory=list)
+    _last: dict[str, ServiceProcess] = field(default_factory=dict)  # by name, also after a stop
+
+    def __post_init__(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, name: str, module: str, *args: str) -> ServiceProcess:
         log_path = self.log_dir / f"{name}.log"
-        with open(log_path, "wb") as log_file:
+        with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, *args], cwd=ROOT, env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             )
-        service = ServiceProcess(name, process, log_path)
+        service = ServiceProcess(name, process, log_path, module, args)
         self.started.append(service)
+        self._last[name] = service
         return service
+
+    def get(self, name: str) -> ServiceProcess:
+        return next(s for s in reversed(self.started) if s.name == name)
+
+    def stop(self, name: str) -> int:
+        """SIGTERM one service (by its PID) and forget it; its exit code."""
+        service = self.get(name)
+        code = service.stop()
+        self.started.remove(service)
+        return code
+
+    def kill(self, name: str) -> int:
+        """SIGKILL one service by its PID, as a crash would, and forget it; the PID killed."""
+        service = self.get(name)
+        service.process.kill()
+        service.process.wait(30)
+        self.started.remove(service)
+        return service.process.pid
+
+    def restart(self, name: str, *extra_args: str) -> ServiceProcess:
+        """Start a service again with the arguments it was last started with (plus `extra_args`)."""
+        previous = self._last[name]
+        if previous in self.started:
+            self.stop(name)
+        return self.start(name, previous.module, *previous.args, *extra_args)
 
     def check_alive(self) -> None:
         for service in self.started:

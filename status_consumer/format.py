@@ -25,7 +25,8 @@ def describe_ticket(ticket: dict[str, Any], quantity: Decimal | None = None) -> 
     return f"CASH {ticket['amount']} {ticket['currency']}"
 
 
-def describe_change(change: dict[str, Any]) -> str:
+def change_parts(change: dict[str, Any]) -> tuple[str, list[str], str]:
+    """(time, what changed, cause) of a state change, e.g. ("08:36:48.786", ["BUY ...: A -> B"], "order_event E7")."""
     snapshot = change["execution"]
     parts = []
     transition = change.get("execution_transition")
@@ -40,8 +41,12 @@ def describe_change(change: dict[str, Any]) -> str:
         last = snapshot["events"][-1] if snapshot["events"] else None
         parts.append(_describe_row(snapshot, last) if last else "recorded (no state change)")
     cause = change["cause"]
-    return (f"{change['occurred_at']:%H:%M:%S.%f}"[:-3] + f"  {change['execution_id']} #{change['sequence']:<3} "
-            f"{'; '.join(parts)}  [{cause['kind'].lower()} {cause['id']}]")
+    return f"{change['occurred_at']:%H:%M:%S.%f}"[:-3], parts, f"{cause['kind'].lower()} {cause['id']}"
+
+
+def describe_change(change: dict[str, Any]) -> str:
+    at, parts, cause = change_parts(change)
+    return f"{at}  {change['execution_id']} #{change['sequence']:<3} {'; '.join(parts)}  [{cause}]"
 
 
 def _describe_row(snapshot: dict[str, Any], row: dict[str, Any]) -> str:

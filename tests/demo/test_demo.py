@@ -1,5 +1,6 @@
-"""The README's main command, end to end: the demo's scenarios end in the right states and
-nothing it started is left running."""
+"""The README's main command, end to end: the demo's scenarios end in the right states, its
+guarantees act shows every guarantee holding, its output fits 100 columns, and nothing it
+started is left running."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_runs_every_scenario_to_its_final_state_and_stops_everything(kafka_bootstrap: str) -> None:
+def test_demo_runs_every_scenario_and_the_guarantees_act_within_100_columns_and_stops_everything(
+        kafka_bootstrap: str) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
@@ -25,8 +27,9 @@ def test_demo_runs_every_scenario_to_its_final_state_and_stops_everything(kafka_
     output = completed.stdout
     assert completed.returncode == 0, output + completed.stderr
     assert "demo passed" in output
+    assert [line for line in output.splitlines() if len(line) > 100] == []
     sections = output.split("\n== ")[1:]
-    assert len(sections) == 4
+    assert len(sections) == 5
     expectations = {
         "SGD portfolio": "expected FILLED: ok",
         "every ticket accepted and filled": "expected FILLED: ok",
@@ -43,7 +46,16 @@ def test_demo_runs_every_scenario_to_its_final_state_and_stops_everything(kafka_
     sgd = next(s for s in sections if "SGD portfolio" in s)
     assert "FX buy" in sgd and "USD / sell SGD" in sgd
 
-    pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", output)]
-    assert len(pids) == 3
+    guarantees = next(s for s in sections if s.startswith("Guarantees"))
+    for verdict in ("retried create answered with the same execution: ok", "tickets released once",
+                    "each applied once, every ticket filled exactly its quantity: ok", "execution ended FILLED: ok",
+                    "across the crash: none missing, none twice: ok"):
+        assert verdict in " ".join(guarantees.split()), guarantees
+    assert re.search(r"cancel: exec_\w+ CANCELLED", guarantees) and "processor SIGKILLed" in guarantees
+    assert "NOT MET" not in output
+
+    pids = [int(pid) for pid in re.findall(r"\(pid\s+(\d+)\)", output)]
+    assert len(set(pids)) >= 5  # processor, mock OMS, gateway, then the restarted processor and mock OMS
     assert not any(pid_alive(pid) for pid in pids), "a demo process is still running"
-    assert re.search(r"stopped: gateway \(exit 0\), mock-oms \(exit 0\), processor \(exit 0\)", output)
+    stopped = " ".join(output.split("\nstopped: ", 1)[1].split())
+    assert sorted(re.findall(r"(\S+) \(exit 0\)", stopped)) == ["gateway", "mock-oms", "processor"], stopped

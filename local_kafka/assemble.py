@@ -49,26 +49,35 @@ def cache_root() -> Path:
 def assemble(*, quiet: bool = True) -> BrokerDistribution:
     """Return the broker distribution, downloading it with Maven on first use."""
     version = kafka_version()
-    target = cache_root() / f"kafka-{version}"
+    lib_dir = assemble_classpath(POM_PATH, f"kafka-{version}", f"kafka_2.13-{version}", quiet=quiet)
+    return BrokerDistribution(kafka_version=version, lib_dir=lib_dir)
+
+
+def assemble_classpath(pom_path: Path, name: str, required_jar_prefix: str, *, quiet: bool = True) -> Path:
+    """Resolve `pom_path`'s runtime classpath into `<cache>/<name>/libs` once; return that directory.
+
+    Shared by every Java server the project runs (the broker, the FIX counterparty).
+    """
+    target = cache_root() / name
     marker = target / "classpath.txt"
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = target.parent / f"kafka-{version}.lock"
+    lock_path = target.parent / f"{name}.lock"
     with open(lock_path, "w") as lock:
         # Tests, the demo and a developer's shell may assemble at the same moment.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not marker.exists():
-            _copy_dependencies(target / "libs", quiet=quiet)
+            _copy_dependencies(pom_path, target / "libs", quiet=quiet)
             jars = sorted(p.name for p in (target / "libs").glob("*.jar"))
-            if not any(name.startswith(f"kafka_2.13-{version}") for name in jars):
-                raise AssemblyError(f"Maven finished but kafka_2.13-{version}.jar is missing")
+            if not any(jar.startswith(required_jar_prefix) for jar in jars):
+                raise AssemblyError(f"Maven finished but {required_jar_prefix}*.jar is missing")
             marker.write_text("\n".join(jars) + "\n")
-    return BrokerDistribution(kafka_version=version, lib_dir=target / "libs")
+    return target / "libs"
 
 
-def _copy_dependencies(lib_dir: Path, *, quiet: bool) -> None:
+def _copy_dependencies(pom_path: Path, lib_dir: Path, *, quiet: bool) -> None:
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise AssemblyError("Maven (mvn) is not on PATH; it is needed once to fetch the broker")
+        raise AssemblyError(f"Maven (mvn) is not on PATH; it is needed once to fetch {pom_path.parent.name}'s jars")
     if lib_dir.exists():
         shutil.rmtree(lib_dir)
     command = [
@@ -76,7 +85,7 @@ def _copy_dependencies(lib_dir: Path, *, quiet: bool) -> None:
         "-B",
         *(["-q"] if quiet else []),
         "-f",
-        str(POM_PATH),
+        str(pom_path),
         "dependency:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={lib_dir}",

@@ -106,7 +106,7 @@ def server_properties(*, data_dir: Path, broker_port: int, controller_port: int)
     }
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the JVM gets SIGTERM if its Python parent dies."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -326,7 +326,7 @@ class LocalKafkaBroker:
                 stdout=jvm_output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the JVM
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def _wait_until_ready(self) -> None:

@@ -118,6 +118,9 @@ class FixAdapter:
         self._consumer = Consumer({
             **base, "group.id": self.config.adapter_id, "isolation.level": "read_committed",
             "auto.offset.reset": "earliest", "enable.auto.commit": False, "partition.assignment.strategy": "range",
+            # Static membership: a restarted adapter takes its place in the group at once instead of
+            # waiting out the dead one's session timeout (it is one instance with a stable identity).
+            "group.instance.id": self.config.adapter_id, "session.timeout.ms": 15000,
         })
         self._consumer.subscribe([topics.trade_tickets], on_revoke=self._on_revoke)
         self.ready = True

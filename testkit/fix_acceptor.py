@@ -132,11 +132,17 @@ class ScriptedFixAcceptor:
 
     def stop(self) -> None:
         self._stopped.set()
+        # shutdown() wakes the thread blocked in recv()/accept(); close() alone does not.
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-        self._server.close()
+            sockets = [s for s in (self._conn, self._server) if s is not None]
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
         self._thread.join(10)
+        assert not self._thread.is_alive(), "scripted acceptor thread did not stop"
 
     def release(self, cl_ord_id: str) -> None:
         """Run the steps after a Hold (sent now if connected, else stored for a resend or a status answer)."""

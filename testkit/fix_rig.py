@@ -11,6 +11,7 @@ from typing import Any
 from fix_adapter.launch import AdapterProcess, CounterpartyAddress, metric_values, start_adapter
 from local_fix.executor import LocalFixExecutor
 from local_kafka.broker import free_loopback_port
+from testkit.fix_acceptor import ScriptedFixAcceptor
 from testkit.processor import ProcessorHarness, TopicReader, wait_until
 from wire.topics import TopicNames
 
@@ -62,3 +63,18 @@ def executor_address(executor: LocalFixExecutor, heartbeat_s: int = 30) -> Count
 def counter(adapter: AdapterProcess, name: str, **labels: str) -> float:
     samples = metric_values(adapter.metrics_text()).get(name, [])
     return sum(value for sample_labels, value in samples if all(sample_labels.get(k) == v for k, v in labels.items()))
+
+
+def acceptor_address(acceptor: ScriptedFixAcceptor, heartbeat_s: int = 30) -> CounterpartyAddress:
+    return CounterpartyAddress("SCRIPTED", "127.0.0.1", acceptor.port, acceptor.target_comp_id,
+                               acceptor.sender_comp_id, heartbeat_s)
+
+
+def ticket_ids(harness: ProcessorHarness, execution_id: str) -> dict[str, str]:
+    """SELL / FX / BUY -> ticket id of an execution of the rfc_accept_all sample (from its first state change)."""
+    tickets = wait_until(lambda: harness.state_changes(execution_id), 30, what="the execution's first state change")
+    out = {}
+    for ticket in tickets[0]["execution"]["tickets"]:
+        inner = ticket["ticket"]
+        out["FX" if inner["ticket_type"] == "FX_SPOT_ORDER" else inner["side"]] = inner["ticket_id"]
+    return out

@@ -65,7 +65,7 @@ class _Resend:
 
     begin: int
     queued: dict[int, FixMessage] = field(default_factory=dict)
-    processed_logon: int | None = None  # the Logon that revealed the gap, already acted on
+    processed: set[int] = field(default_factory=set)  # queued but already acted on (Logon, ResendRequest)
 
 
 class FixSession:
@@ -87,6 +87,7 @@ class FixSession:
         self._test_request_sent_at: float | None = None
         self._state_since = 0.0
         self._test_requests = 0
+        self._connection_first_seq = next_out_seq  # our Logon's number on the current connection
 
     # -- transport events --------------------------------------------------------------------------
 
@@ -102,7 +103,7 @@ class FixSession:
         if self.config.reset_on_logon:
             self.next_out_seq, self.next_in_seq = 1, 1
             body.append((Tag.RESET_SEQ_NUM_FLAG, "Y"))
-        self._send(MsgType.LOGON, body, now, wall)
+        self._connection_first_seq = self._send(MsgType.LOGON, body, now, wall)
 
     def disconnected(self) -> None:
         self.status = SessionStatus.DISCONNECTED
@@ -143,8 +144,15 @@ class FixSession:
         return seq
 
     def _gap_fill(self, begin: int, now: float, wall: datetime) -> None:
-        """Answer a ResendRequest: one SequenceReset-GapFill from `begin` to our next number."""
-        body = [(Tag.GAP_FILL_FLAG, "Y"), (Tag.NEW_SEQ_NO, str(self.next_out_seq))]
+        """Answer a ResendRequest: one SequenceReset-GapFill from `begin`.
+
+        A gap before this connection's Logon (what an earlier connection sent, or numbers skipped
+        after a crash) is filled up to that Logon: everything since went over this connection and
+        the counterparty holds it queued, so a fill beyond it would make it drop our orders. A gap
+        inside this connection is filled to our next number.
+        """
+        end = self._connection_first_seq if begin < self._connection_first_seq else self.next_out_seq
+        body = [(Tag.GAP_FILL_FLAG, "Y"), (Tag.NEW_SEQ_NO, str(end))]
         raw = self._encoder.encode(MsgType.SEQUENCE_RESET, begin, body, sending_time=wall, poss_dup=True,
                                    orig_sending_time=wall)
         self._outbox.append((0, MsgType.SEQUENCE_RESET, raw))
@@ -214,7 +222,7 @@ class FixSession:
         if seq > self.next_in_seq:
             self._request_resend(now, wall)
             assert self._resend is not None
-            self._resend.processed_logon = seq
+            self._resend.processed.add(seq)
             self._resend.queued[seq] = message
             return []
         self.next_in_seq = seq + 1
@@ -233,9 +241,10 @@ class FixSession:
         if self._resend is None:
             self._request_resend(now, wall)
         assert self._resend is not None
-        if message.msg_type == MsgType.LOGOUT:
-            self._process_admin(message, now, wall)  # a Logout is honoured even out of order
-            return []
+        if message.msg_type in (MsgType.LOGOUT, MsgType.RESEND_REQUEST, MsgType.TEST_REQUEST):
+            # Acted on at once, as QuickFIX does: a counterparty may gap-fill over these very messages.
+            self._process_admin(message, now, wall)
+            self._resend.processed.add(seq)
         self._resend.queued.setdefault(seq, message)
         return []
 
@@ -256,7 +265,7 @@ class FixSession:
             if lowest != self.next_in_seq:
                 break
             message = resend.queued.pop(lowest)
-            if lowest == resend.processed_logon:
+            if lowest in resend.processed:
                 self.next_in_seq = lowest + 1
                 continue
             released += self._process_in_order(message, now, wall)

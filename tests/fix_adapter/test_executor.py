@@ -106,3 +106,27 @@ def test_executor_business_reject_of_a_cancel_is_recorded_as_cancel_rejected(
         log = harness.state_changes(execution_id)[-1]["execution"]["events"]
         return any(entry.get("event_id") == rejected["event_id"] for entry in log)
     wait_until(logged, 30, what="the cancel-reject in the execution's log")
+
+
+def test_executor_session_resumes_after_the_adapter_is_sigkilled(
+        harness: ProcessorHarness, rig: FixRig, make_executor) -> None:
+    executor = make_executor()
+    adapter, first = start_execution(harness, rig, executor, "k-fix-kill-1")
+    harness.wait_status(first, "FILLED", timeout_s=60)
+    adapter.kill()
+
+    # The restart goes on above every MsgSeqNum committed before the kill: QuickFIX/J asks for the
+    # gap, the adapter gap-fills it, and the session carries on with the same sequence numbers.
+    restarted = rig.start_adapter(executor_address(executor))
+    raw = load_sample("rfc_partial_then_fill")
+    harness.publish_proposal(raw)
+    second = harness.result(harness.create("k-fix-kill-2", raw["proposal_id"], raw["version_no"]))["execution_id"]
+    harness.wait_status(second, "FILLED", timeout_s=60)
+
+    assert counter(restarted, "fix_messages_total", direction="in", msg_type="ResendRequest") == 1
+    assert counter(restarted, "fix_messages_total", direction="out", msg_type="SequenceReset") == 1
+    assert "MsgSeqNum too low" not in executor.output()
+    sent = [o["11"] for o in incoming_orders(executor.output())]
+    tickets = [t["ticket"]["ticket_id"] for execution_id in (first, second)
+               for t in harness.state_changes(execution_id)[-1]["execution"]["tickets"]]
+    assert sorted(sent) == sorted(tickets)  # every ticket of both executions sent once

@@ -4,8 +4,10 @@ from Maven Central): tickets become FIX orders in dependency order and fold to t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -26,7 +28,7 @@ def incoming_orders(output: str) -> list[dict[str, str]]:
     return orders
 
 
-def tickets_by_kind(state_change: dict) -> dict[str, dict]:
+def tickets_by_kind(state_change: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for ticket in state_change["execution"]["tickets"]:
         inner = ticket["ticket"]
@@ -46,7 +48,8 @@ def start_execution(harness: ProcessorHarness, rig: FixRig, executor: LocalFixEx
     return adapter, result["execution_id"]
 
 
-def test_executor_fills_sell_fx_buy_in_dependency_order(harness: ProcessorHarness, rig: FixRig, make_executor) -> None:
+def test_executor_fills_sell_fx_buy_in_dependency_order(
+        harness: ProcessorHarness, rig: FixRig, make_executor: Callable[..., LocalFixExecutor]) -> None:
     executor = make_executor()
     adapter, execution_id = start_execution(harness, rig, executor, "k-fix-fill")
 
@@ -70,7 +73,7 @@ def test_executor_fills_sell_fx_buy_in_dependency_order(harness: ProcessorHarnes
 
 
 def test_executor_refused_order_type_rejects_the_execution_and_holds_back_dependants(
-        harness: ProcessorHarness, rig: FixRig, make_executor) -> None:
+        harness: ProcessorHarness, rig: FixRig, make_executor: Callable[..., LocalFixExecutor]) -> None:
     executor = make_executor(valid_order_types="1")  # market orders only: a LIMIT order is refused
     _, execution_id = start_execution(harness, rig, executor, "k-fix-limit", order_type="LIMIT")
 
@@ -86,7 +89,7 @@ def test_executor_refused_order_type_rejects_the_execution_and_holds_back_depend
 
 
 def test_executor_business_reject_of_a_cancel_is_recorded_as_cancel_rejected(
-        harness: ProcessorHarness, rig: FixRig, make_executor) -> None:
+        harness: ProcessorHarness, rig: FixRig, make_executor: Callable[..., LocalFixExecutor]) -> None:
     adapter, execution_id = start_execution(harness, rig, make_executor(), "k-fix-cancel")
     harness.wait_status(execution_id, "FILLED", timeout_s=60)
     submit = next(i for i in harness.instructions(execution_id) if i["ticket"].get("side") == "SELL")
@@ -109,7 +112,7 @@ def test_executor_business_reject_of_a_cancel_is_recorded_as_cancel_rejected(
 
 
 def test_executor_session_resumes_after_the_adapter_is_sigkilled(
-        harness: ProcessorHarness, rig: FixRig, make_executor) -> None:
+        harness: ProcessorHarness, rig: FixRig, make_executor: Callable[..., LocalFixExecutor]) -> None:
     executor = make_executor()
     adapter, first = start_execution(harness, rig, executor, "k-fix-kill-1")
     harness.wait_status(first, "FILLED", timeout_s=60)

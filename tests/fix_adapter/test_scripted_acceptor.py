@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -34,16 +35,16 @@ def acceptors() -> Iterator[list[ScriptedFixAcceptor]]:
         acceptor.stop()
 
 
-def run_execution(harness: ProcessorHarness, rig: FixRig, acceptor: ScriptedFixAcceptor, key: str,
-                  **adapter_options: float) -> tuple[str, dict[str, str]]:
+def run_execution(harness: ProcessorHarness, rig: FixRig, acceptor: ScriptedFixAcceptor,
+                  key: str) -> tuple[str, dict[str, str]]:
     harness.start()
-    rig.start_adapter(acceptor_address(acceptor), **adapter_options)
+    rig.start_adapter(acceptor_address(acceptor))
     harness.publish_proposal(SAMPLE)
     execution_id = harness.result(harness.create(key, SAMPLE["proposal_id"], SAMPLE["version_no"]))["execution_id"]
     return execution_id, ticket_ids(harness, execution_id)
 
 
-def sell_state(harness: ProcessorHarness, execution_id: str) -> dict:
+def sell_state(harness: ProcessorHarness, execution_id: str) -> dict[str, Any]:
     tickets = harness.state_changes(execution_id)[-1]["execution"]["tickets"]
     return next(t for t in tickets if t["ticket"].get("side") == "SELL")
 

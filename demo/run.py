@@ -96,6 +96,8 @@ class Demo:
         }
         self.services = Services(work_dir / "logs", env)
         self.watch: Watch | None = None
+        self.oms = "mock"  # or "fix": the FIX adapter and QuickFIX/J's Executor (fix_adapter.demo_flow)
+        self.fix: Any = None
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -110,8 +112,13 @@ class Demo:
                             str(self.work_dir / "state"), "--partitions", "3", "--http-port",
                             str(free_loopback_port()))
         self._wait(lambda: self._topics_exist(), 60, "the processor to create its topics")
-        self.services.start("mock-oms", "mock_oms", "--seed", "7", "--group-id", f"{self.application_id}-oms",
-                            *self.oms_rules())
+        if self.oms == "fix":
+            from fix_adapter.demo_flow import start_fix_oms
+
+            self.fix = start_fix_oms(self)
+        else:
+            self.services.start("mock-oms", "mock_oms", "--seed", "7", "--group-id", f"{self.application_id}-oms",
+                                *self.oms_rules())
         self.services.env.update({"GATEWAY_API_TOKENS": self.token, "GATEWAY_WEBHOOK_SECRETS": self.webhook_secret,
                                   "GATEWAY_PORT": str(self.gateway_port), "GATEWAY_HOST": "127.0.0.1"})
         self.services.start("gateway", "gateway")
@@ -131,6 +138,10 @@ class Demo:
 
     def run(self) -> bool:
         self.watch = Watch(self._changes_consumer())
+        if self.oms == "fix":
+            from fix_adapter.demo_flow import run_fix_scenarios
+
+            return run_fix_scenarios(self, self.fix, load)
         ok = True
         for scenario in self.scenarios:
             ok &= self._execute(scenario)
@@ -276,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                "afterwards), else a container or a local JVM broker it starts and stops.")
     parser.add_argument("--scenario", action="append", choices=names, metavar="NAME",
                         help=f"run only this scenario (repeatable): {', '.join(names)}; default: all of them")
+    parser.add_argument("--oms", choices=("mock", "fix"), default="mock",
+                        help="mock: the mock OMS (default); fix: the FIX adapter against QuickFIX/J's Executor "
+                             "(docs/fix.md), with the FIX traffic summary")
     parser.add_argument("--keep-running", action="store_true",
                         help="after the scenarios, keep the broker and the services running (and print how to "
                              "reach them) until Ctrl-C")
@@ -286,13 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     chosen = args.scenario or [s.sample for s in SCENARIOS] + [GUARANTEES]
     scenarios = tuple(s for s in SCENARIOS if s.sample in chosen)
+    if args.oms == "fix":  # its own scenarios (fix_adapter.demo_flow); their samples are published as usual
+        from fix_adapter.demo_flow import FIX_SCENARIOS
+
+        scenarios = tuple(s for s in SCENARIOS if s.sample in {f.sample for f in FIX_SCENARIOS})
+        chosen = [name for name in chosen if name != GUARANTEES]
     with kafka_broker() as endpoint, tempfile.TemporaryDirectory(prefix="execution-demo-") as work:
         say(f"Kafka broker: {endpoint.description} at {endpoint.bootstrap_servers}", indent=0)
         demo = Demo(endpoint.bootstrap_servers, Path(work), scenarios, guarantees=GUARANTEES in chosen)
+        demo.oms = args.oms
         ok = False
         try:
             demo.start_services()
-            say("processor, gateway and mock OMS started: " + ", ".join(
+            say(f"processor, gateway and {'FIX adapter' if args.oms == 'fix' else 'mock OMS'} started: " + ", ".join(
                 f"{s.name} (pid {s.process.pid})" for s in demo.services.started), indent=0)
             demo.publish_proposals()
             ok = demo.run()
@@ -305,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             demo.close()
             codes = demo.services.stop_all()
+            if demo.fix is not None:
+                demo.fix.close()
             print()
             say("stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes), indent=0)
             if endpoint.kind == "external":

@@ -137,8 +137,8 @@ def traffic_summary(metrics_text: str) -> list[str]:
     def total(name: str) -> int:
         return int(sum(value for _, value in values.get(name, [])))
 
-    lines.append(f"  resend requests: {total('fix_resend_requests_total')}, status requests (reconciliation): "
-                 f"{total('fix_reconciliations_total')}, events inferred by reconciliation: "
-                 f"{total('fix_reconciled_events_total')}, duplicate reports dropped: {total('fix_duplicate_reports_total')}, "
-                 f"orders without report: {total('fix_orders_without_report')}")
+    lines.append(f"  resend requests: {total('fix_resend_requests_total')}, duplicate reports dropped: "
+                 f"{total('fix_duplicate_reports_total')}, orders without report: {total('fix_orders_without_report')}")
+    lines.append(f"  status requests (reconciliation): {total('fix_reconciliations_total')}, events they inferred: "
+                 f"{total('fix_reconciled_events_total')}")
     return lines

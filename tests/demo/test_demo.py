@@ -59,3 +59,20 @@ def test_demo_runs_every_scenario_and_the_guarantees_act_within_100_columns_and_
     assert not any(pid_alive(pid) for pid in pids), "a demo process is still running"
     stopped = " ".join(output.split("\nstopped: ", 1)[1].split())
     assert sorted(re.findall(r"(\S+) \(exit 0\)", stopped)) == ["gateway", "mock-oms", "processor"], stopped
+
+
+def test_demo_through_fix_ends_every_scenario_as_expected_and_prints_the_fix_traffic(kafka_bootstrap: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "demo", "--oms", "fix"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output + completed.stderr
+    assert "demo passed" in output and "NOT MET" not in output
+    assert [line for line in output.splitlines() if len(line) > 100] == []
+    assert output.count("expected FILLED: ok") == 2 and "expected REJECTED: ok" in output
+    assert "field=40" in output and "tickets after the refused ones never sent: ok" in output
+    traffic = output.split("== FIX traffic", 1)[1]
+    assert re.search(r"out: Logon 1, NewOrderSingle \d+", traffic) and "Reject 2" in traffic
+    pids = [int(pid) for pid in re.findall(r"\(pid\s+(\d+)\)", output)]
+    assert len(pids) >= 4 and not any(pid_alive(pid) for pid in pids), "a demo process is still running"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WireError(Exception):
     """Base class of every error raised by the wire package."""
@@ -22,7 +24,7 @@ class DecodeError(WireError):
         self.reason = reason
         super().__init__(f"cannot decode {schema_name} from {topic}[{partition}]@{offset}: {reason}")
 
-    def __reduce__(self):  # keyword-only __init__: keep the error picklable (multiprocessing, xdist)
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only __init__: keep the error picklable (multiprocessing, xdist)
         return _rebuild, (type(self), self.__dict__)
 
 
@@ -41,9 +43,9 @@ class EncodeError(WireError):
         where = f" at {field}" if field else ""
         super().__init__(f"cannot encode {schema_name}{where}: {reason}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return _rebuild, (type(self), self.__dict__)
 
 
-def _rebuild(cls: type[WireError], state: dict) -> WireError:
+def _rebuild(cls: type[WireError], state: dict[str, Any]) -> WireError:
     return cls(**state)

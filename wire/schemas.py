@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
@@ -25,9 +26,17 @@ _NAMED_KINDS = frozenset({"record", "error", "enum", "fixed"})
 
 
 def default_dir() -> Path:
-    """schemas/ next to the package; WIRE_SCHEMA_DIR overrides it (e.g. a non-editable install)."""
+    """The `schemas` package's directory (installed with the wheel); WIRE_SCHEMA_DIR overrides it.
+
+    A directory given in WIRE_SCHEMA_DIR holds the same layout: the current `*.avsc` files and
+    `history/` (see `wire.history`).
+    """
     override = os.environ.get("WIRE_SCHEMA_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent.parent / "schemas"
+    if override:
+        return Path(override)
+    import schemas  # the top-level package holding the .avsc files as package data
+
+    return schemas.DIRECTORY
 
 
 @dataclass(frozen=True)
@@ -35,8 +44,8 @@ class WireSchema:
     """One compiled record schema, ready for fastavro."""
 
     fullname: str
-    schema: dict  # self-contained JSON: every named type defined at its first use
-    parsed: dict  # fastavro.parse_schema(schema), parsed once
+    schema: dict[str, Any]  # self-contained JSON: every named type defined at its first use
+    parsed: dict[str, Any]  # fastavro.parse_schema(schema), parsed once
     canonical_form: str  # Avro Parsing Canonical Form
     fingerprint: bytes  # CRC-64-AVRO of the canonical form, little-endian, as in single-object encoding
 
@@ -53,7 +62,7 @@ class SchemaSet:
     lifted out, so every named type appears once.
     """
 
-    definitions: Mapping[str, dict]
+    definitions: Mapping[str, dict[str, Any]]
 
     def fullname(self, name: str) -> str:
         """Full name of "OrderEvent" or "com.wealth.execution.v1.OrderEvent"."""
@@ -64,7 +73,7 @@ class SchemaSet:
             return candidate
         raise SchemaError(f"no schema named {name!r}")
 
-    def resolve(self, name: str) -> dict:
+    def resolve(self, name: str) -> dict[str, Any]:
         """The self-contained schema of a named type: definitions inlined at first use, names after."""
         defined: set[str] = set()
 
@@ -97,7 +106,7 @@ class SchemaSet:
         return WireSchema(
             fullname=schema["name"],
             schema=schema,
-            parsed=fastavro.parse_schema(schema),
+            parsed=fastavro.parse_schema(schema),  # type: ignore[arg-type]  # a record schema parses to a dict
             canonical_form=canonical,
             # fastavro renders CRC-64-AVRO as the hex of its little-endian bytes: exactly the wire bytes.
             fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
@@ -109,7 +118,7 @@ def load(directory: Path | None = None, *, files: Iterable[Path] | None = None) 
     paths = list(files) if files is not None else sorted((directory or default_dir()).glob("*.avsc"))
     if not paths:
         raise SchemaError(f"no .avsc files in {directory or default_dir()}")
-    definitions: dict[str, dict] = {}
+    definitions: dict[str, dict[str, Any]] = {}
     for path in paths:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -124,7 +133,7 @@ def load(directory: Path | None = None, *, files: Iterable[Path] | None = None) 
     return schemas
 
 
-def _lift(node: object, namespace: str, out: dict[str, dict], path: Path) -> object:
+def _lift(node: object, namespace: str, out: dict[str, dict[str, Any]], path: Path) -> object:
     """Normalise a schema node: names become full names, named definitions move into `out`."""
     if isinstance(node, str):
         return node if node in PRIMITIVES else _qualify(node, namespace)

@@ -7,33 +7,55 @@ Schemas are loaded and parsed once at import; encode and decode only run fastavr
     from wire import serde
     data = serde.encode("OrderEvent", event)          # or serde.codec("order-events").encode(event)
     event = serde.decode("order-events", data, topic=msg.topic(), partition=msg.partition(), offset=msg.offset())
+
+Encoding always uses the current schema. Decoding accepts the current schema and every released
+version in the schema history (`wire.history`), resolving an older (or newer, released ahead)
+writer into the current reader schema by Avro schema resolution. A record of the current
+version takes the same path as before there was a history: the history costs it nothing.
+`wire.formats` adds the Confluent Schema Registry framing on top of these codecs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
+import fastavro
 from fastavro import schemaless_reader, schemaless_writer
 
 from wire import decimals  # noqa: F401  (registers the decimal-string logical type)
 from wire.errors import DecodeError, EncodeError
 from wire.explain import find_problem
+from wire.history import load_history
 from wire.schemas import SchemaSet, WireSchema, load
 from wire.topics import TOPICS
 
 MARKER = b"\xc3\x01"
 HEADER_SIZE = len(MARKER) + 8
+CONFLUENT_MAGIC = 0  # Confluent Schema Registry framing: magic byte 0, then a 4-byte big-endian schema id
+CONFLUENT_HEADER_SIZE = 5
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A writer schema this codec resolves from: parsed for reading (negative enum indices refused)."""
+
+    label: str  # "OrderEvent v1", or where a registry schema came from
+    fingerprint: bytes
+    parsed: Any
 
 
 class Codec:
     """Encoder/decoder of one record schema."""
 
-    __slots__ = ("schema", "name", "header", "_parsed", "_read_schema", "_definitions", "_known")
+    __slots__ = ("schema", "name", "header", "_parsed", "_read_schema", "_definitions", "_known", "writers")
 
-    def __init__(self, schema: WireSchema, schemas: SchemaSet, known: Mapping[bytes, str]) -> None:
+    def __init__(self, schema: WireSchema, schemas: SchemaSet, known: Mapping[bytes, str],
+                 writers: Mapping[bytes, Writer] | None = None) -> None:
         self.schema = schema
         self.name = schema.name
         self.header = MARKER + schema.fingerprint
@@ -41,14 +63,22 @@ class Codec:
         self._read_schema = _refuse_negative_enum_indices(schema.parsed)
         self._definitions = schemas.definitions
         self._known = known  # fingerprint -> schema name of every codec, to name a wrong writer schema
+        # Released versions other than the current one, by fingerprint: resolved into the current schema.
+        self.writers: Mapping[bytes, Writer] = {
+            fp: writer for fp, writer in (writers or {}).items() if fp != schema.fingerprint
+        }
 
     @property
     def fingerprint(self) -> bytes:
         return self.schema.fingerprint
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
+        return self.encode_framed(self.header, record)
+
+    def encode_framed(self, header: bytes, record: Mapping[str, Any]) -> bytes:
+        """`header` followed by the record's Avro body in the current schema (what every framing shares)."""
         out = BytesIO()
-        out.write(self.header)
+        out.write(header)
         try:
             # strict_allow_default: a misspelt or unknown key fails instead of being dropped silently.
             schemaless_writer(out, self._parsed, record, strict_allow_default=True)
@@ -72,17 +102,50 @@ class Codec:
             else:
                 left = len(data) - body.tell()
                 if left == 0:
-                    return record
+                    return record  # type: ignore[return-value]
                 reason = f"{left} byte(s) of trailing garbage after the record"
         else:
+            writer = self._released_writer(data)
+            if writer is not None:
+                return self.decode_body(data, HEADER_SIZE, writer, topic=topic, partition=partition, offset=offset)
             reason = self._header_problem(data)
         raise DecodeError(schema_name=self.name, topic=topic, partition=partition, offset=offset, reason=reason)
+
+    def decode_body(self, data: bytes, start: int, writer: Writer | None, *,
+                    topic: str, partition: int, offset: int) -> dict[str, Any]:
+        """Decode the Avro body at data[start:], written with `writer` (None: the current schema)."""
+        body = BytesIO(data)
+        body.seek(start)
+        try:
+            if writer is None:
+                record = schemaless_reader(body, self._read_schema, None)
+            else:
+                record = schemaless_reader(body, writer.parsed, self._parsed)
+        except Exception as exc:
+            reason = _describe_read_failure(exc)
+            if writer is not None:
+                reason = f"{reason} (writer schema {writer.label})"
+        else:
+            left = len(data) - body.tell()
+            if left == 0:
+                return record  # type: ignore[return-value]
+            reason = f"{left} byte(s) of trailing garbage after the record"
+        raise DecodeError(schema_name=self.name, topic=topic, partition=partition, offset=offset, reason=reason)
+
+    def _released_writer(self, data: object) -> Writer | None:
+        if not self.writers or not isinstance(data, _BYTES_LIKE) or len(data) < HEADER_SIZE:
+            return None
+        if bytes(data[: len(MARKER)]) != MARKER:
+            return None
+        return self.writers.get(bytes(data[len(MARKER) : HEADER_SIZE]))
 
     def _header_problem(self, data: object) -> str:
         if not isinstance(data, _BYTES_LIKE):
             return f"expected bytes, got {type(data).__name__}"
         if len(data) == 0:
             return "empty value"
+        if data[0] == CONFLUENT_MAGIC:
+            return confluent_without_registry(data)
         if bytes(data[: len(MARKER)]) != MARKER[: len(data)]:
             return f"bad marker {bytes(data[:2]).hex()} (expected c301: Avro single-object encoding)"
         if len(data) < HEADER_SIZE:
@@ -122,7 +185,7 @@ class _Symbols:
     def __len__(self) -> int:
         return len(self._symbols)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._symbols)
 
 
@@ -138,7 +201,22 @@ def _refuse_negative_enum_indices(node: Any) -> Any:
     return guarded  # __named_schemas is a dict of schemas, so it is guarded by the same walk
 
 
+def confluent_without_registry(data: bytes | bytearray | memoryview) -> str:
+    if len(data) < CONFLUENT_HEADER_SIZE:
+        return f"bad marker {bytes(data[:2]).hex()}: truncated Confluent Schema Registry header ({len(data)} byte(s))"
+    schema_id = int.from_bytes(bytes(data[1:CONFLUENT_HEADER_SIZE]), "big")
+    return (f"bad marker {bytes(data[:2]).hex()}: Confluent Schema Registry framing (magic byte 0, schema id "
+            f"{schema_id}), and no schema registry is configured here: set SCHEMA_REGISTRY_URL to read it")
+
+
+def reader_copy(parsed: Any) -> Any:
+    """A parsed schema prepared for reading only: negative enum indices are refused."""
+    return _refuse_negative_enum_indices(parsed)
+
+
 def _describe_read_failure(exc: Exception) -> str:
+    if isinstance(exc, fastavro.read.SchemaResolutionError):
+        return f"cannot resolve the writer schema into the current one: {exc}"
     if isinstance(exc, EOFError):
         return "truncated body: the data ends before the record does"
     if isinstance(exc, UnicodeDecodeError):
@@ -148,26 +226,47 @@ def _describe_read_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _build() -> tuple[dict[str, Codec], dict[bytes, str]]:
-    schemas = load()
-    known: dict[bytes, str] = {}
-    codecs: dict[str, Codec] = {}
-    for topic in TOPICS:
-        codec = Codec(schemas.compile(topic.value_schema), schemas, known)
-        known[codec.fingerprint] = codec.name
-        codecs[codec.name] = codecs[topic.kind] = codec
-    return codecs, known
+class Codecs:
+    """The codecs of every topic, from one schema directory (its current .avsc files and history)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        schemas = load(directory)
+        history = load_history(directory)
+        self.known: dict[bytes, str] = {}  # every fingerprint of ours -> schema name
+        self.by_name: dict[str, Codec] = {}
+        for topic in TOPICS:
+            if topic.value_schema in self.by_name:
+                self.by_name[topic.kind] = self.by_name[topic.value_schema]
+                continue
+            versions = history.get(topic.value_schema, ())
+            writers = {v.fingerprint: Writer(v.label, v.fingerprint, reader_copy(fastavro.parse_schema(v.schema)))
+                       for v in versions}
+            codec = Codec(schemas.compile(topic.value_schema), schemas, self.known, writers)
+            self.known[codec.fingerprint] = codec.name
+            self.known.update(dict.fromkeys(writers, codec.name))
+            self.by_name[codec.name] = self.by_name[topic.kind] = codec
+
+    def codec(self, name: str) -> Codec:
+        """The codec of a schema ("OrderEvent") or topic kind ("order-events")."""
+        try:
+            return self.by_name[name]
+        except KeyError:
+            known = ", ".join(sorted(self.by_name))
+            raise KeyError(f"no wire schema or topic kind {name!r}; known: {known}") from None
+
+    def writer_schema(self, data: bytes) -> str | None:
+        if isinstance(data, _BYTES_LIKE) and len(data) >= HEADER_SIZE and bytes(data[: len(MARKER)]) == MARKER:
+            return self.known.get(bytes(data[len(MARKER) : HEADER_SIZE]))
+        return None
 
 
-_CODECS, _KNOWN = _build()
+DEFAULT = Codecs()  # WIRE_SCHEMA_DIR or the installed schemas/, at import
+_CODECS, _KNOWN = DEFAULT.by_name, DEFAULT.known
 
 
 def codec(name: str) -> Codec:
     """The codec of a schema ("OrderEvent") or topic kind ("order-events")."""
-    try:
-        return _CODECS[name]
-    except KeyError:
-        raise KeyError(f"no wire schema or topic kind {name!r}; known: {', '.join(sorted(_CODECS))}") from None
+    return DEFAULT.codec(name)
 
 
 def encode(name: str, record: Mapping[str, Any]) -> bytes:
@@ -179,10 +278,8 @@ def decode(name: str, data: bytes, *, topic: str, partition: int, offset: int) -
 
 
 def writer_schema(data: bytes) -> str | None:
-    """Name of the schema a value was written with, from its fingerprint; None if not ours."""
-    if isinstance(data, _BYTES_LIKE) and len(data) >= HEADER_SIZE and bytes(data[: len(MARKER)]) == MARKER:
-        return _KNOWN.get(bytes(data[len(MARKER) : HEADER_SIZE]))
-    return None
+    """Name of the schema a value was written with, from its fingerprint (any released version); None if not ours."""
+    return DEFAULT.writer_schema(data)
 
 
 # -- pre-encoded fragments ---------------------------------------------------------------------------
@@ -194,7 +291,7 @@ def writer_schema(data: bytes) -> str | None:
 # whole record (fastavro writes a non-empty array as one block: count, items, 0).
 
 
-def body_encoder(type_name: str):
+def body_encoder(type_name: str) -> Callable[[Mapping[str, Any]], bytes]:
     """A function giving the schemaless Avro body of one value of named type `type_name` (no header)."""
     schemas = load()
     parsed = schemas.compile(type_name).parsed

@@ -90,8 +90,10 @@ def test_json_value() -> None:
     assert "bad marker 7b22" in decode_error(b'{"event_id": "x"}').reason
 
 
-def test_confluent_schema_registry_framing() -> None:
-    assert "bad marker 0000" in decode_error(b"\x00\x00\x00\x00\x07" + valid()[10:]).reason
+def test_confluent_schema_registry_framing_without_a_registry_names_schema_registry_url() -> None:
+    reason = decode_error(b"\x00\x00\x00\x00\x07" + valid()[10:]).reason
+    assert reason == ("bad marker 0000: Confluent Schema Registry framing (magic byte 0, schema id 7), "
+                      "and no schema registry is configured here: set SCHEMA_REGISTRY_URL to read it")
 
 
 def test_single_byte() -> None:

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: one real Kafka broker per session, unique topics per test."""
+"""Fixtures shared by every test: one real Kafka broker per session, unique topics per test, and
+one real schema registry per session for the tests that ask for it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from local_kafka.broker import pid_alive
 from local_kafka.select import KafkaEndpoint, kafka_broker
+from local_registry.select import RegistryEndpoint, schema_registry
 from testkit.processor import ProcessorHarness
 
 _broker_report: list[str] = []
@@ -31,6 +33,26 @@ def kafka_endpoint() -> Iterator[KafkaEndpoint]:
             f"broker temp dir left behind: {broker.work_dir}"
         )
         _broker_report.append("Kafka broker stopped: no JVM left, temp dir removed")
+
+
+@pytest.fixture(scope="session")
+def registry_endpoint() -> Iterator[RegistryEndpoint]:
+    """The session's schema registry, started on first use: SCHEMA_REGISTRY_URL, else a local Apicurio JVM."""
+    with schema_registry() as endpoint:
+        _broker_report.append(f"Schema registry: {endpoint.description} at {endpoint.url}")
+        yield endpoint
+    registry = endpoint.local_registry
+    if registry is not None:
+        assert registry.pid is None, "registry process handle still held after stop"
+        assert registry.work_dir is not None and not registry.work_dir.exists(), (
+            f"registry temp dir left behind: {registry.work_dir}"
+        )
+        _broker_report.append("Schema registry stopped: no JVM left, temp dir removed")
+
+
+@pytest.fixture(scope="session")
+def registry_url(registry_endpoint: RegistryEndpoint) -> str:
+    return registry_endpoint.url
 
 
 @pytest.fixture(scope="session")

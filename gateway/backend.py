@@ -15,7 +15,7 @@ from gateway.results import ResultWaiter
 class KafkaBackend:
     def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
         client = f"{config.application_id}-gateway-{config.instance_id}"
-        self.publisher = Publisher(config.kafka, client)
+        self.publisher = Publisher(config.kafka, client, config.topics)
         self.results = ResultWaiter(config.kafka, config.topics.command_results, f"{client}-results")
         self.read_model = ReadModel(config.kafka, config.topics.execution_state_changes, f"{client}-read-model",
                                     metrics)

@@ -20,9 +20,9 @@ from confluent_kafka import KafkaError, Producer
 from execution_domain import Actor, ExecutionPolicy, ProposalArtifact
 from gateway.kafka_io import PollThread, producer_config
 from kafka_client.settings import KafkaSettings
+from wire import formats, serde
 from wire import records as translate
-from wire import serde
-from wire.topics import CORRELATION_ID_HEADER
+from wire.topics import CORRELATION_ID_HEADER, TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,21 @@ def order_event_value(record: dict[str, Any]) -> bytes:
 
 
 class Publisher:
-    def __init__(self, kafka: KafkaSettings, client_id: str) -> None:
+    def __init__(self, kafka: KafkaSettings, client_id: str, topics: TopicNames | None = None) -> None:
         self._config = producer_config(kafka, client_id)
+        # The values above are single-object encoded; with a schema registry (SCHEMA_REGISTRY_URL) the
+        # topics we write take the Confluent framing instead: same Avro body, another header.
+        written = {} if topics is None else {"execution-commands": topics.execution_commands,
+                                             "order-events": topics.order_events}
+        self._written = written
+        self._framing = {topic: formats.reframer(kind, topic) for kind, topic in written.items()}
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: PollThread | None = None
         self.fatal_error: str | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        formats.register_schemas(self._written)  # no-op without a registry; a refusal fails the start-up
         self._loop = loop
         self._producer = Producer({**self._config, "error_cb": self._on_error})
         self._thread = PollThread("gateway-producer", self._poll)
@@ -131,8 +138,10 @@ class Publisher:
             loop.call_soon_threadsafe(_settle, delivered, error)
 
         headers = [(CORRELATION_ID_HEADER, correlation_id.encode("utf-8"))] if correlation_id else None
+        frame = self._framing.get(topic)
         try:
-            producer.produce(topic, value=value, key=key.encode("utf-8"), headers=headers, on_delivery=on_delivery)
+            producer.produce(topic, value=value if frame is None else frame(value), key=key.encode("utf-8"),
+                             headers=headers, on_delivery=on_delivery)
         except BufferError as error:
             raise PublishError("producer queue full") from error
         except Exception as error:  # KafkaException: e.g. unknown topic in a fatal state

@@ -37,12 +37,11 @@ from gateway.kafka_io import PollThread, assign_only_consumer_config, end_offset
 from gateway.metrics import GatewayMetrics
 from gateway.views import execution_view, summary_view
 from kafka_client.settings import KafkaSettings
-from wire import serde
+from wire import formats
 from wire.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
-_STATE_CHANGE = serde.codec("ExecutionStateChange")
 _OFFSET_BEGINNING = -2
 
 
@@ -152,6 +151,7 @@ class ReadModel:
     def __init__(self, kafka: KafkaSettings, topic: str, client_id: str, metrics: GatewayMetrics) -> None:
         self._config = assign_only_consumer_config(kafka, client_id)
         self._topic = topic
+        self._codec = formats.value_codec("execution-state-changes", topic)  # either framing (wire.formats)
         self._metrics = metrics
         self.index = ExecutionIndex()
         self.ready = False  # set on the loop, after the start-up backlog is applied
@@ -262,7 +262,7 @@ class ReadModel:
                     log.warning("state-change consumer error: %s", error)
                 continue
             try:
-                change = _STATE_CHANGE.decode(message.value(), topic=message.topic(),
+                change = self._codec.decode(message.value(), topic=message.topic(),
                                               partition=message.partition(), offset=message.offset())
             except DecodeError as undecodable:
                 log.error("skipping undecodable state change: %s", undecodable,

@@ -17,18 +17,18 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from gateway.kafka_io import PollThread, assign_only_consumer_config, end_offsets, wait_for_partitions
 from kafka_client.settings import KafkaSettings
-from wire import serde
+from wire import formats
 from wire.errors import DecodeError
 
 log = logging.getLogger(__name__)
 
-_RESULT = serde.codec("CommandResult")
 
 
 class ResultWaiter:
     def __init__(self, kafka: KafkaSettings, topic: str, client_id: str) -> None:
         self._config = assign_only_consumer_config(kafka, client_id)
         self._topic = topic
+        self._codec = formats.value_codec("command-results", topic)  # either framing (wire.formats)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}  # owned by the loop
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: PollThread | None = None
@@ -86,7 +86,7 @@ class ResultWaiter:
                     if command_id not in self._pending:
                         continue  # another instance's command, or one that timed out here
                     try:
-                        record = _RESULT.decode(message.value(), topic=message.topic(),
+                        record = self._codec.decode(message.value(), topic=message.topic(),
                                                 partition=message.partition(), offset=message.offset())
                     except DecodeError as undecodable:
                         log.error("undecodable command result: %s", undecodable, extra={"command_id": command_id})

@@ -21,13 +21,11 @@ from confluent_kafka import Consumer, Producer
 from execution_domain import OrderEvent
 from gateway.webhook import SIGNATURE_HEADER, signature_header
 from mock_oms.engine import MockOmsEngine
+from wire import formats
 from wire import records as translate
-from wire import serde
 
 log = logging.getLogger(__name__)
 
-_INSTRUCTION = serde.codec("TicketInstruction")
-_ORDER_EVENT = serde.codec("OrderEvent")
 
 Deliver = Callable[[OrderEvent], None]
 
@@ -39,10 +37,12 @@ class KafkaDelivery:
         self._producer = Producer({**base_config, "partitioner": "murmur2_random", "enable.idempotence": True,
                                    "linger.ms": 2})
         self._topic = topic
+        self._codec = formats.value_codec("order-events", topic)  # Confluent framing when SCHEMA_REGISTRY_URL is set
+        formats.register_schemas({"order-events": topic})
 
     def __call__(self, event: OrderEvent) -> None:
         self._producer.produce(self._topic, key=event.execution_id.encode(),
-                               value=_ORDER_EVENT.encode(translate.order_event_to_record(event)))
+                               value=self._codec.encode(translate.order_event_to_record(event)))
         self._producer.poll(0)
 
     def flush(self) -> None:
@@ -92,6 +92,7 @@ class MockOmsService:
             "auto.offset.reset": "earliest", "enable.auto.commit": True,
         })
         self._consumer.subscribe([tickets_topic])
+        self._instructions = formats.value_codec("trade-tickets", tickets_topic)  # reads either framing
         self._engine = engine
         self._deliver = deliver
         self._due: list[tuple[float, int, OrderEvent]] = []
@@ -111,7 +112,7 @@ class MockOmsService:
         for message in self._consumer.consume(100, timeout=wait):
             if message.error():
                 continue
-            instruction = _INSTRUCTION.decode(message.value(), topic=message.topic(),
+            instruction = self._instructions.decode(message.value(), topic=message.topic(),
                                               partition=message.partition(), offset=message.offset())
             self.instructions_handled += 1
             now_wall, now = datetime.now(UTC), time.monotonic()

@@ -12,9 +12,7 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from wire import serde
-
-_CODEC = serde.codec("ExecutionStateChange")
+from wire import formats
 
 
 @dataclass(frozen=True)
@@ -32,8 +30,10 @@ class StateChange:
 
 
 def read_change(message: Message) -> StateChange:
-    """Decode one record of the execution-state-changes topic; `wire.errors.DecodeError` if it is not one."""
-    partition, offset = message.partition(), message.offset()
-    record = _CODEC.decode(message.value() or b"", topic=message.topic() or "?",  # b"": a tombstone, refused
-                           partition=-1 if partition is None else partition, offset=-1 if offset is None else offset)
+    """Decode one record of the execution-state-changes topic (single-object, or Confluent framing when
+    SCHEMA_REGISTRY_URL is set: `wire.formats`); `wire.errors.DecodeError` if it is not one."""
+    partition, offset, topic = message.partition(), message.offset(), message.topic() or "?"
+    codec = formats.value_codec("execution-state-changes", topic)  # either framing with SCHEMA_REGISTRY_URL
+    record = codec.decode(message.value() or b"", topic=topic,  # b"": a tombstone, refused
+                          partition=-1 if partition is None else partition, offset=-1 if offset is None else offset)
     return StateChange(record["execution_id"], record["sequence"], record["execution"]["status"], record)

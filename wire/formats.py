@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -201,6 +201,13 @@ class ConfluentCodec:
     def encode(self, record: Mapping[str, Any]) -> bytes:
         return self.base.encode_framed(self._header or self.register(), record)
 
+    def reframe(self, single_object: bytes) -> bytes:
+        """A value the single-object codec of the current schema encoded, in this codec's framing: the
+        Avro body is the same, only the header differs (for callers handed ready-encoded values)."""
+        if single_object[: serde.HEADER_SIZE] != self.base.header:
+            raise ValueError(f"not a single-object {self.name} value of the current schema")
+        return (self._header or self.register()) + single_object[serde.HEADER_SIZE :]
+
     def decode(self, data: bytes, *, topic: str, partition: int, offset: int) -> dict[str, Any]:
         if not isinstance(data, _BYTES_LIKE) or len(data) == 0 or data[0] != serde.CONFLUENT_MAGIC:
             return self.base.decode(data, topic=topic, partition=partition, offset=offset)
@@ -264,6 +271,12 @@ class WireFormats:
                 found = self._by_topic[(kind, topic_name)] = ConfluentCodec(base, topic_name, self._client, self._writers)
             return found
 
+    def reframer(self, kind: str, topic_name: str) -> Callable[[bytes], bytes]:
+        """Turns a single-object value of the topic's current schema into the topic's framing
+        (the identity without a registry)."""
+        codec = self.value_codec(kind, topic_name)
+        return codec.reframe if isinstance(codec, ConfluentCodec) else _same
+
     def register_schemas(self, topics: Mapping[str, str], *, set_compatibility: bool = False) -> dict[str, int]:
         """Register the current value schema of each topic kind -> topic name (the topics this process
         writes), returning subject -> schema id; nothing to do without a registry. With
@@ -282,6 +295,10 @@ class WireFormats:
                     raise RegistryError(f"cannot set the compatibility of {codec.subject}: {error}") from error
             ids[codec.subject] = codec.schema_id
         return ids
+
+
+def _same(value: bytes) -> bytes:
+    return value
 
 
 _DEFAULT: WireFormats | None = None
@@ -303,6 +320,10 @@ def default() -> WireFormats:
 
 def value_codec(kind: str, topic_name: str) -> ValueCodec:
     return default().value_codec(kind, topic_name)
+
+
+def reframer(kind: str, topic_name: str) -> Callable[[bytes], bytes]:
+    return default().reframer(kind, topic_name)
 
 
 def register_schemas(topics: Mapping[str, str], *, set_compatibility: bool = False) -> dict[str, int]:

@@ -5,8 +5,10 @@ docs/wire.md allows, then releases them as the next version of every topic schem
 way a developer would (`wire.history.release`):
 
 - an added optional field: `OrderEvent.details.venue`, `ExecutionStateChange.origin`,
-  `ExecutionPolicy.venue_preference` (so every schema carrying a policy), `ApprovedProposal.source_system`
-  (so every schema carrying an artifact), `TicketInstruction.note`, `DeadLetter.replay_hint`;
+  `ExecutionSnapshot.note` (so command results too), `TicketInstruction.note`, `DeadLetter.replay_hint`,
+  `AdmissionRequest.note`, `AdmissionDecision.note`. Not `ApprovedProposal` nor `ExecutionPolicy`: the
+  domain validates those strictly (unknown fields refused; the artifact hash covers every field), so a
+  field added there comes with its domain change in the same release (docs/wire.md);
 - a removed field that had a default: `OrderEvent.external_order_id`;
 - a new enum symbol where the reader has a default: `CommandType` gains `PAUSE_EXECUTION`, with the
   enum default `CREATE_EXECUTION` (execution-commands follows BACKWARD_TRANSITIVE, see docs/wire.md).
@@ -71,8 +73,9 @@ def evolve(directory: Path, *, full: bool = False) -> Path:
 
     edit(directory, "OrderEvent", order_event)
     edit(directory, "ExecutionStateChange", state_change)
-    edit(directory, "ExecutionPolicy", lambda s: s["fields"].append(optional("venue_preference")))
-    edit(directory, "ApprovedProposal", lambda s: s["fields"].append(optional("source_system")))
+    edit(directory, "ExecutionSnapshot", lambda s: add_after(s, "request_hash", optional("note")))
+    edit(directory, "AdmissionRequest", lambda s: s["fields"].append(optional("note")))
+    edit(directory, "AdmissionDecision", lambda s: s["fields"].append(optional("note")))
     edit(directory, "TicketInstruction", lambda s: s["fields"].append(optional("note")))
     edit(directory, "DeadLetter", lambda s: s["fields"].append(optional("replay_hint")))
     if not full:
@@ -93,3 +96,4 @@ def ahead_schema_dir(target: Path, evolved: Path) -> Path:
     shutil.rmtree(target / "history")
     shutil.copytree(evolved / "history", target / "history")
     return target
+

@@ -10,6 +10,7 @@ COPY wire ./wire
 COPY kafka_client ./kafka_client
 COPY observability ./observability
 COPY local_kafka ./local_kafka
+COPY local_registry ./local_registry
 COPY processor ./processor
 COPY gateway ./gateway
 COPY mock_oms ./mock_oms

@@ -12,7 +12,7 @@ from wire import serde
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("execution-processor", "execution-gateway", "execution-mock-oms", "execution-status", "execution-schemas",
-           "local-kafka", "local-registry")
+           "execution-publish-proposal", "execution-sign-webhook", "local-kafka", "local-registry")
 
 
 def run(*command: str | Path, cwd: Path) -> str:
@@ -47,5 +47,6 @@ def test_wheel_installed_in_a_fresh_venv_imports_wire_serde_with_its_schemas_and
     assert fingerprint == serde.codec("OrderEvent").fingerprint.hex()
     for script in SCRIPTS:
         assert (bin_dir / script).exists(), script
-    assert "usage" in run(bin_dir / "execution-status", "--help", cwd=elsewhere)
+    for script in ("execution-status", "execution-publish-proposal", "execution-sign-webhook", "local-registry"):
+        assert "usage" in run(bin_dir / script, "--help", cwd=elsewhere), script
     run(bin_dir / "execution-schemas", "check", cwd=elsewhere)

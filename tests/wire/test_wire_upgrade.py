@@ -38,6 +38,16 @@ def wait_execution(client: Client, execution_id: str, check: Any, what: str) -> 
     return result
 
 
+def create(client: Client, proposal: dict[str, Any], label: str) -> str:
+    """Create an execution; retried while the processor has not read the proposal yet (404)."""
+    key = new_key(label)
+
+    def created() -> str | None:
+        response = client.create(create_body(proposal), key)
+        return str(response.json()["execution_id"]) if response.status_code in (200, 201, 202) else None
+    return str(wait_until(created, 30, interval_s=0.2, what=f"create {label}"))
+
+
 def dead_letters(harness: ProcessorHarness, codecs: serde.Codecs) -> list[dict[str, Any]]:
     consumer = Consumer({"bootstrap.servers": harness.bootstrap, "group.id": "dl-check", "enable.auto.commit": False,
                          "isolation.level": "read_committed"})
@@ -73,9 +83,9 @@ def test_upgrade_records_of_the_previous_version_are_processed_and_served_after_
     client = Client(old.gateway_url)
     for proposal in (filled, pending):
         harness.publish_proposal(proposal)
-    first = client.create(create_body(filled), new_key("filled")).json()["execution_id"]
+    first = create(client, filled, "filled")
     ScriptedOms(harness, execution_id=first).run_until(lambda: harness.latest_status(first) == "FILLED")
-    second = client.create(create_body(pending), new_key("pending")).json()["execution_id"]
+    second = create(client, pending, "pending")
     wait_until(lambda: harness.instructions(second), what="the second execution's first tickets")
     old.stop()
 
@@ -119,7 +129,7 @@ def test_upgrade_rollback_readers_of_the_current_version_serve_records_of_the_ne
     new = start_stack(harness, evolved, "new")
     client = Client(new.gateway_url)
     harness.publish_proposal(proposal)
-    execution_id = client.create(create_body(proposal), new_key("rollback")).json()["execution_id"]
+    execution_id = create(client, proposal, "rollback")
     wait_until(lambda: harness.instructions(execution_id), what="the first tickets")
     new.stop()
 

@@ -98,7 +98,10 @@ def _message(topic: Topic, loaded: schemas.SchemaSet) -> dict[str, Any]:
         "summary": doc,
         "description": (f"Avro single-object encoding: `C3 01`, the CRC-64-AVRO fingerprint of the writer schema "
                         f"(`{compiled.fingerprint.hex()}` for this one, little-endian bytes), then the Avro body. "
-                        f"Schema source: `schemas/{topic.value_schema}.avsc` and the files it names."),
+                        f"With a schema registry (SCHEMA_REGISTRY_URL) the Confluent framing instead: `00`, the "
+                        f"4-byte schema id under subject `<topic>-value`, then the same Avro body. "
+                        f"Schema source: `schemas/{topic.value_schema}.avsc` and the files it names; every "
+                        f"released version readers accept: `schemas/history/{topic.value_schema}/`."),
         "contentType": CONTENT_TYPE,
         "headers": {
             "type": "object",

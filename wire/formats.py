@@ -10,7 +10,8 @@ Services pick their codecs here rather than from `wire.serde` directly:
     record = codec.decode(message.value(), topic=message.topic(), partition=message.partition(), offset=message.offset())
 
 (`formats.value_codec(kind, topic_name)` and `formats.register_schemas(...)` do the same with one
-process-wide `WireFormats` built from the environment on first use.)
+process-wide `WireFormats` built from the environment on first use; `topic_codecs(topic_names)`
+gives every topic's codec by kind, e.g. for the processor's tasks.)
 
 - **No registry configured** (`SCHEMA_REGISTRY_URL` unset): `value_codec` returns the single-object
   `wire.serde` codec itself, with no wrapper. Its decode refuses Confluent framing with a reason that
@@ -54,7 +55,7 @@ from wire import serde
 from wire.compatibility import RULES
 from wire.errors import DecodeError, WireError
 from wire.history import fingerprint_of
-from wire.topics import BY_KIND
+from wire.topics import BY_KIND, TOPICS, TopicNames
 
 REGISTRY_URL_ENV = "SCHEMA_REGISTRY_URL"
 CLIENT_ENV_PREFIX = "SCHEMA_REGISTRY_CLIENT_"
@@ -270,6 +271,10 @@ class WireFormats:
             if found is None:
                 found = self._by_topic[(kind, topic_name)] = ConfluentCodec(base, topic_name, self._client, self._writers)
             return found
+
+    def topic_codecs(self, names: TopicNames) -> dict[str, ValueCodec]:
+        """The codec of every topic kind as `names` names them, by kind (e.g. for a processor task)."""
+        return {topic.kind: self.value_codec(topic.kind, getattr(names, topic.kind.replace("-", "_"))) for topic in TOPICS}
 
     def reframer(self, kind: str, topic_name: str) -> Callable[[bytes], bytes]:
         """Turns a single-object value of the topic's current schema into the topic's framing

@@ -171,3 +171,16 @@ def test_formats_registry_refusing_a_schema_at_start_up_names_the_subject(
     client.register_schema = refuse  # type: ignore[method-assign,assignment]
     with pytest.raises(formats.RegistryError, match="the registry refused OrderEvent under subject oe-value"):
         wire_formats.register_schemas({"order-events": "oe"})
+
+
+def test_formats_topic_codecs_follow_the_configured_topic_names(wire_formats: WireFormats) -> None:
+    from wire.topics import TOPICS, TopicNames
+
+    names = TopicNames.defaults("app", {"TOPIC_ORDER_EVENTS": "oms.events"})
+    codecs = wire_formats.topic_codecs(names)
+    assert set(codecs) == {topic.kind for topic in TOPICS}
+    order_events = codecs["order-events"]
+    assert isinstance(order_events, ConfluentCodec) and order_events.subject == "oms.events-value"
+    admission = codecs["admission-requests"]
+    assert isinstance(admission, ConfluentCodec) and admission.subject == "app.admission-requests-value"
+    assert WireFormats(RegistrySettings()).topic_codecs(names)["order-events"] is serde.codec("OrderEvent")

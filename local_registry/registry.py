@@ -19,16 +19,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from local_kafka.broker import _die_with_parent, free_loopback_port
+from local_kafka.broker import OWNER_MARKER, die_with_parent, free_loopback_port, temp_prefix
 from local_registry.assemble import RegistryDistribution, assemble
 
-# The registry JVM's command line names the process that started it, so a runner can find one it left behind.
-OWNER_MARKER = "-Dlocal_registry.owner=execution-integration"
 CCOMPAT_PATH = "/apis/ccompat/v7"
-
-
-def temp_prefix() -> str:
-    return f"local-registry-{os.getpid()}-"
 
 
 class RegistryStartError(RuntimeError):
@@ -52,7 +46,8 @@ class LocalSchemaRegistry:
             raise RuntimeError("registry already started")
         distribution = self._distribution or assemble()
         self._distribution = distribution
-        self.work_dir = Path(tempfile.mkdtemp(prefix=temp_prefix()))
+        # The local broker's markers (as local_fix does): bin/test finds whatever a run left behind by them.
+        self.work_dir = Path(tempfile.mkdtemp(prefix=temp_prefix() + "registry-"))
         atexit.register(self.stop)
         try:
             self._launch(distribution)
@@ -118,7 +113,7 @@ class LocalSchemaRegistry:
         tmp = self.work_dir / "tmp"
         tmp.mkdir()
         command = [
-            java, OWNER_MARKER, f"-Dlocal_registry.started_by={os.getpid()}",
+            java, OWNER_MARKER, f"-Dlocal_kafka.started_by={os.getpid()}",
             f"-Xmx{self._heap}", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
             f"-Djava.io.tmpdir={tmp}", f"-Dvertx.cacheDirBase={tmp / 'vertx'}",
             "-Dquarkus.http.host=127.0.0.1", f"-Dquarkus.http.port={self.port}",
@@ -127,7 +122,7 @@ class LocalSchemaRegistry:
         with open(self._output_path, "wb") as output:
             self._process = subprocess.Popen(
                 command, cwd=self.work_dir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
 
     def _wait_until_ready(self) -> None:

@@ -12,7 +12,8 @@ from wire import serde
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("execution-processor", "execution-gateway", "execution-mock-oms", "execution-status", "execution-schemas",
-           "execution-publish-proposal", "execution-sign-webhook", "local-kafka", "local-registry")
+           "execution-publish-proposal", "execution-sign-webhook", "execution-fix-adapter", "local-kafka", "local-registry",
+           "local-fix")
 
 
 def run(*command: str | Path, cwd: Path) -> str:

@@ -1,1 +1,1 @@
-"""Structured logs and operational HTTP endpoints shared by the service's processes."""
+"""Structured logs, trace context and operational HTTP endpoints shared by the service's processes."""

@@ -14,6 +14,9 @@ import orjson
 
 CONTEXT_FIELDS = (
     "correlation_id",
+    "trace_id",
+    "span_id",
+    "principal",
     "execution_id",
     "proposal_id",
     "version_no",

@@ -4,7 +4,8 @@ One idempotent producer (`enable.idempotence`, `partitioner=murmur2_random`, as 
 of these topics must) polled by a background thread. `publish` hands the record to librdkafka
 (a non-blocking call) and awaits its delivery report, which the poll thread passes to the
 asyncio loop with `call_soon_threadsafe`. Records are keyed by `execution_id` and carry the
-correlation id as the `correlation_id` header.
+headers the handler gives: `correlation_id`, and `traceparent` / `tracestate`
+(`observability.tracing.kafka_headers`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gateway.kafka_io import PollThread, producer_config
 from kafka_client.settings import KafkaSettings
 from wire import formats, serde
 from wire import records as translate
-from wire.topics import CORRELATION_ID_HEADER, TopicNames
+from wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ class Publisher:
     def healthy(self) -> bool:
         return self._thread is not None and self._thread.alive and self.fatal_error is None
 
-    async def publish(self, topic: str, key: str, value: bytes, correlation_id: str | None) -> None:
+    async def publish(self, topic: str, key: str, value: bytes,
+                      headers: list[tuple[str, str | bytes | None]]) -> None:
         """Produce and wait for the delivery report; PublishError if the record was not written."""
         producer, loop = self._producer, self._loop
         if producer is None or loop is None or not self.healthy:
@@ -137,11 +139,10 @@ class Publisher:
         def on_delivery(error: KafkaError | None, _message: Any) -> None:  # the poll thread
             loop.call_soon_threadsafe(_settle, delivered, error)
 
-        headers = [(CORRELATION_ID_HEADER, correlation_id.encode("utf-8"))] if correlation_id else None
         frame = self._framing.get(topic)
         try:
             producer.produce(topic, value=value if frame is None else frame(value), key=key.encode("utf-8"),
-                             headers=headers, on_delivery=on_delivery)
+                             headers=headers or None, on_delivery=on_delivery)
         except BufferError as error:
             raise PublishError("producer queue full") from error
         except Exception as error:  # KafkaException: e.g. unknown topic in a fatal state

@@ -1,12 +1,19 @@
-"""Gateway configuration from flags and environment variables (flags win).
+"""Gateway configuration: flags and environment variables, parsed and validated in one place.
 
-Every setting has a flag and a `GATEWAY_*` variable. Topic names come from the same `TOPIC_*`
-variables the processor reads (`processor.config.TopicNames`), so one environment configures
-both. Kafka connection and SASL/SSL settings come from `kafka_client.settings`
-(`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_CLIENT_*`).
+`GatewaySettings` (pydantic-settings) reads every `GATEWAY_*` variable plus
+`KAFKA_BOOTSTRAP_SERVERS`, `PROCESSOR_APPLICATION_ID` and `OTEL_TRACES_EXPORTER`; a flag, when
+given, wins over its variable. Flags are plain strings to argparse (it never converts them),
+so `--help` works whatever the environment holds, and every value, from a flag or a variable,
+is validated by the same model. A bad value is a `ConfigError` whose lines each name the flag
+or variable that held it; `python -m gateway` prints them and exits with status 2.
 
-Secrets (bearer tokens, webhook secrets) are read from a variable or from a file (one per
-line, `#` comments allowed) and are never part of `repr()` or of any log line.
+Topic names come from the same `TOPIC_*` variables the processor reads
+(`wire.topics.TopicNames`), so one environment configures both; other librdkafka properties
+from `KAFKA_CLIENT_*` or `--kafka-config` (`kafka_client.settings`).
+
+Secrets (bearer tokens, webhook secrets) are read from a variable or a file, never from a flag
+(a command line is visible to every local user), and are never part of `repr()`, of an error
+message or of a log line.
 """
 
 from __future__ import annotations
@@ -14,55 +21,105 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.auth import PrincipalsFileError, TokenEntry, load_principals_file, merge_entries
 from kafka_client import settings as kafka_settings
 from kafka_client.settings import KafkaSettings
+from observability.tracing import EXPORTERS
 from wire.topics import TopicNames
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_RESULT_TIMEOUT_S = 5.0
 DEFAULT_SIGNATURE_TOLERANCE_S = 300
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 64 * 1024  # any JSON body: creates without an inline artifact, cancels
+DEFAULT_ARTIFACT_MAX_BODY_BYTES = 1024 * 1024  # a create that may carry an inline artifact
+DEFAULT_WEBHOOK_MAX_BODY_BYTES = 16 * 1024  # an order event is well under 4 KiB
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 10.0
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
 
 
+class ConfigError(ValueError):
+    """Configuration that cannot be used; `lines` name each bad flag or variable."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = tuple(lines)
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
+    """What the running gateway uses (tests build it directly)."""
+
     kafka: KafkaSettings = field(repr=False)  # its repr would show SASL passwords; see described()
     topics: TopicNames
     application_id: str = "execution-processor"  # the processor's: prefix of its internal topics
     instance_id: str = "gateway"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)  # bare tokens: principal tok-<8 hex>
+    principals: tuple[TokenEntry, ...] = field(default=(), repr=False)  # tokens with a principal and scopes
     webhook_secrets: tuple[str, ...] = field(default=(), repr=False)
+    inline_artifacts: bool = False  # creates may carry the proposal artifact inline (with the scope)
     result_timeout_s: float = DEFAULT_RESULT_TIMEOUT_S
     signature_tolerance_s: int = DEFAULT_SIGNATURE_TOLERANCE_S
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    artifact_max_body_bytes: int = DEFAULT_ARTIFACT_MAX_BODY_BYTES
+    webhook_max_body_bytes: int = DEFAULT_WEBHOOK_MAX_BODY_BYTES
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     read_sync_timeout_s: float = 2.0  # how long a miss waits for the read model to catch up
     log_level: str = "INFO"
+    trace_exporter: str = "none"
 
     def __post_init__(self) -> None:
-        if self.result_timeout_s <= 0:
-            raise ValueError("result timeout must be > 0")
+        if self.result_timeout_s <= 0 or self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
+            raise ValueError("timeouts must be > 0")
         if self.signature_tolerance_s <= 0:
             raise ValueError("signature tolerance must be > 0")
+        if min(self.max_body_bytes, self.artifact_max_body_bytes, self.webhook_max_body_bytes,
+               self.max_connections) <= 0:
+            raise ValueError("body limits and the connection cap must be > 0")
         if any(not token for token in self.api_tokens) or any(not s for s in self.webhook_secrets):
             raise ValueError("empty bearer token or webhook secret")
 
+    def token_entries(self) -> tuple[TokenEntry, ...]:
+        """Every accepted token: the principals file's and the bare ones."""
+        return merge_entries(self.principals, (TokenEntry.bare(token) for token in self.api_tokens))
+
+    @property
+    def largest_body_bytes(self) -> int:
+        return max(self.max_body_bytes, self.artifact_max_body_bytes, self.webhook_max_body_bytes)
+
     def described(self) -> dict[str, object]:
-        """The configuration for a start-up log line: counts instead of secrets."""
+        """The configuration for a start-up log line: counts and principals instead of secrets."""
+        entries = self.token_entries()
         return {
             "kafka": self.kafka.redacted(),
             "listen": f"{self.host}:{self.port}",
-            "api_tokens": len(self.api_tokens),
+            "api_tokens": len(entries),
+            "principals": sorted({entry.principal for entry in self.principals}),
             "webhook_secrets": len(self.webhook_secrets),
+            "inline_artifacts": self.inline_artifacts,
             "result_timeout_s": self.result_timeout_s,
+            "limits": {
+                "max_connections": self.max_connections, "header_timeout_s": self.header_timeout_s,
+                "body_timeout_s": self.body_timeout_s, "max_body_bytes": self.max_body_bytes,
+                "artifact_max_body_bytes": self.artifact_max_body_bytes,
+                "webhook_max_body_bytes": self.webhook_max_body_bytes,
+            },
+            "trace_exporter": self.trace_exporter,
             "topics": {
                 "execution_commands": self.topics.execution_commands,
                 "command_results": self.topics.command_results,
@@ -72,17 +129,151 @@ class GatewayConfig:
         }
 
 
-def _env(environ: Mapping[str, str], name: str, default: str) -> str:
-    return environ.get(name) or default
+# -- flags and variables --------------------------------------------------------------------------
+
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+Bytes = Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)]
 
 
-def read_secrets(inline: str | None, path: str | None) -> tuple[str, ...]:
+class GatewaySettings(BaseSettings):
+    """Every setting, from its variable (named in each field's alias or by the prefix) or flag."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", env_ignore_empty=True, extra="ignore",
+                                      populate_by_name=True)
+
+    bootstrap_servers: str = Field(validation_alias=AliasChoices("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS"),
+                                   min_length=1)
+    application_id: str = Field("execution-processor", min_length=1, max_length=200,
+                                validation_alias=AliasChoices("application_id", "PROCESSOR_APPLICATION_ID"))
+    host: str = Field(DEFAULT_HOST, min_length=1)
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    api_tokens: SecretStr | None = None
+    api_tokens_file: Path | None = None
+    api_principals_file: Path | None = None
+    webhook_secrets: SecretStr | None = None
+    webhook_secrets_file: Path | None = None
+    inline_artifacts: bool = False
+    result_timeout_s: PositiveSeconds = DEFAULT_RESULT_TIMEOUT_S
+    signature_tolerance_s: int = Field(DEFAULT_SIGNATURE_TOLERANCE_S, gt=0, le=86_400)
+    max_body_bytes: Bytes = DEFAULT_MAX_BODY_BYTES
+    artifact_max_body_bytes: Bytes = DEFAULT_ARTIFACT_MAX_BODY_BYTES
+    webhook_max_body_bytes: Bytes = DEFAULT_WEBHOOK_MAX_BODY_BYTES
+    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, le=100_000)
+    header_timeout_s: PositiveSeconds = DEFAULT_HEADER_TIMEOUT_S
+    body_timeout_s: PositiveSeconds = DEFAULT_BODY_TIMEOUT_S
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    trace_exporter: Literal["none", "console", "otlp"] = Field(
+        "none", validation_alias=AliasChoices("trace_exporter", "OTEL_TRACES_EXPORTER"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("trace_exporter", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+# field -> (flag, help). Fields without a flag are secrets: variables only.
+_FLAGS: dict[str, tuple[str | None, str]] = {
+    "bootstrap_servers": ("--bootstrap-servers", "host:port list of the Kafka cluster (required)"),
+    "application_id": ("--application-id", "the processor's application id, for default topic names "
+                                           "(default execution-processor)"),
+    "host": ("--host", "bind address (default 127.0.0.1)"),
+    "port": ("--port", "bind port (default 8080)"),
+    "instance_id": ("--instance-id", "this instance's id, in Kafka client ids (default: host name)"),
+    "api_tokens": (None, "bearer tokens, comma-separated (principal tok-<8 hex>, advisor scopes)"),
+    "api_tokens_file": ("--api-tokens-file", "file of bearer tokens, one per line, # comments"),
+    "api_principals_file": ("--api-principals-file", "TOML file of tokens with principal and scopes "
+                                                     "(docs/gateway.md)"),
+    "webhook_secrets": (None, "webhook HMAC secrets, comma-separated"),
+    "webhook_secrets_file": ("--webhook-secrets-file", "file of webhook HMAC secrets, one per line"),
+    "inline_artifacts": ("--inline-artifacts", "true: creates may carry the artifact inline, for tokens with "
+                                               "scope artifacts:inline (default false)"),
+    "result_timeout_s": ("--result-timeout", "seconds a create or cancel waits for the processor before 202 "
+                                             "(default 5)"),
+    "signature_tolerance_s": ("--signature-tolerance", "accepted clock difference of webhook signatures, "
+                                                       "seconds (default 300)"),
+    "max_body_bytes": ("--max-body-bytes", "largest JSON body (default 65536)"),
+    "artifact_max_body_bytes": ("--artifact-max-body-bytes", "largest create body of a token allowed inline "
+                                                             "artifacts, when enabled (default 1048576)"),
+    "webhook_max_body_bytes": ("--webhook-max-body-bytes", "largest webhook body (default 16384)"),
+    "max_connections": ("--max-connections", "open connections at most; more are answered 503 and closed "
+                                             "(default 512)"),
+    "header_timeout_s": ("--header-timeout", "seconds a connection may take to send a request's headers, "
+                                             "or stay idle between requests (default 10)"),
+    "body_timeout_s": ("--body-timeout", "seconds a request may take to send its body (default 10)"),
+    "log_level": ("--log-level", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    "trace_exporter": ("--trace-exporter", f"span exporter: {', '.join(EXPORTERS)} (default none)"),
+}
+
+
+# Settings GatewayConfig takes as they are.
+_COPIED = ("application_id", "instance_id", "host", "port", "inline_artifacts", "result_timeout_s",
+           "signature_tolerance_s", "max_body_bytes", "artifact_max_body_bytes", "webhook_max_body_bytes",
+           "max_connections", "header_timeout_s", "body_timeout_s", "log_level", "trace_exporter")
+
+
+def env_name(field_name: str) -> str:
+    """The variable a setting is read from."""
+    alias = GatewaySettings.model_fields[field_name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[-1])
+    return "GATEWAY_" + field_name.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway",
+        description="Execution integration HTTP gateway (RFC-0014I §5) over Kafka. Every flag has a "
+                    "variable (named in its help); flags win.",
+        epilog="Secrets are variables or files only: GATEWAY_API_TOKENS, GATEWAY_WEBHOOK_SECRETS. Topic names: "
+               "TOPIC_* (as the processor). Tracing: OTEL_* (docs/gateway.md).",
+    )
+    for name, (flag, text) in _FLAGS.items():
+        if flag is None:
+            continue
+        parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=f"{text}; env {env_name(name)}")
+    parser.add_argument("--kafka-config", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"extra librdkafka property, e.g. security.protocol=SASL_SSL "
+                             f"(env {kafka_settings.CLIENT_ENV_PREFIX}<KEY>)")
+    return parser
+
+
+def _source(field_name: str, flags: dict[str, str]) -> str:
+    """Where a setting's value came from: its flag when given, else its variable."""
+    flag = _FLAGS.get(field_name, (None, ""))[0]
+    return flag if flag is not None and field_name in flags else env_name(field_name)
+
+
+def _describe_errors(error: ValidationError, flags: dict[str, str]) -> list[str]:
+    lines = []
+    for detail in error.errors(include_url=False):
+        field_name = str(detail["loc"][0]) if detail["loc"] else ""
+        if field_name not in GatewaySettings.model_fields:  # an alias: map it back
+            field_name = next((n for n in GatewaySettings.model_fields if env_name(n) == field_name), field_name)
+        where = _source(field_name, flags) if field_name in GatewaySettings.model_fields else field_name
+        message = detail["msg"]
+        value = detail.get("input")
+        secret = field_name in ("api_tokens", "webhook_secrets")
+        if detail["type"] == "missing":
+            message = "required" + (f" (or {_FLAGS[field_name][0]})" if _FLAGS.get(field_name, (None,))[0] else "")
+        elif isinstance(value, str) and not secret:
+            message += f" (got {value[:60]!r})"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def read_secrets(inline: str | None, path: Path | None) -> tuple[str, ...]:
     """Secrets from a comma-separated value and/or a file with one secret per line."""
     values: list[str] = []
     if inline:
         values += [part.strip() for part in inline.split(",")]
     if path:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 values.append(line)
@@ -93,59 +284,54 @@ def read_secrets(inline: str | None, path: str | None) -> tuple[str, ...]:
     return tuple(unique)
 
 
-def build_parser(environ: Mapping[str, str] = os.environ) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m gateway",
-        description="Execution integration HTTP gateway (RFC-0014I §5) over Kafka.",
-    )
-    kafka_settings.add_arguments(parser)
-    parser.add_argument("--host", default=_env(environ, "GATEWAY_HOST", DEFAULT_HOST),
-                        help="bind address (env GATEWAY_HOST; default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(_env(environ, "GATEWAY_PORT", str(DEFAULT_PORT))),
-                        help="bind port (env GATEWAY_PORT; default 8080)")
-    parser.add_argument("--application-id", default=_env(environ, "PROCESSOR_APPLICATION_ID", "execution-processor"),
-                        help="the processor's application id, for default topic names (env PROCESSOR_APPLICATION_ID)")
-    parser.add_argument("--instance-id", default=_env(environ, "GATEWAY_INSTANCE_ID", socket.gethostname()),
-                        help="this instance's id, in Kafka client ids (env GATEWAY_INSTANCE_ID; default: host name)")
-    parser.add_argument("--api-tokens-file", default=environ.get("GATEWAY_API_TOKENS_FILE"),
-                        help="file of bearer tokens, one per line (env GATEWAY_API_TOKENS_FILE); "
-                             "GATEWAY_API_TOKENS may also list tokens, comma-separated")
-    parser.add_argument("--webhook-secrets-file", default=environ.get("GATEWAY_WEBHOOK_SECRETS_FILE"),
-                        help="file of webhook HMAC secrets, one per line (env GATEWAY_WEBHOOK_SECRETS_FILE); "
-                             "GATEWAY_WEBHOOK_SECRETS may also list them, comma-separated")
-    parser.add_argument("--result-timeout", type=float,
-                        default=float(_env(environ, "GATEWAY_RESULT_TIMEOUT_S", str(DEFAULT_RESULT_TIMEOUT_S))),
-                        help="seconds a create or cancel waits for the processor before answering 202 "
-                             "(env GATEWAY_RESULT_TIMEOUT_S; default 5)")
-    parser.add_argument("--signature-tolerance", type=int,
-                        default=int(_env(environ, "GATEWAY_SIGNATURE_TOLERANCE_S", str(DEFAULT_SIGNATURE_TOLERANCE_S))),
-                        help="accepted clock difference of webhook signatures, seconds "
-                             "(env GATEWAY_SIGNATURE_TOLERANCE_S; default 300)")
-    parser.add_argument("--max-body-bytes", type=int,
-                        default=int(_env(environ, "GATEWAY_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
-                        help="largest accepted request body (env GATEWAY_MAX_BODY_BYTES; default 1 MiB)")
-    parser.add_argument("--log-level", default=_env(environ, "GATEWAY_LOG_LEVEL", "INFO"),
-                        help="env GATEWAY_LOG_LEVEL")
-    return parser
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
-def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> GatewayConfig:
-    args = build_parser(environ).parse_args(argv)
-    # Secrets are deliberately not flags: a command line is visible to every local user.
-    tokens = read_secrets(environ.get("GATEWAY_API_TOKENS"), args.api_tokens_file)
-    if not tokens:
-        raise SystemExit("no bearer token configured: set GATEWAY_API_TOKENS or GATEWAY_API_TOKENS_FILE")
-    return GatewayConfig(
-        kafka=kafka_settings.from_arguments(args, environ),
-        topics=TopicNames.defaults(args.application_id, environ),
-        application_id=args.application_id,
-        instance_id=args.instance_id,
-        host=args.host,
-        port=args.port,
-        api_tokens=tokens,
-        webhook_secrets=read_secrets(environ.get("GATEWAY_WEBHOOK_SECRETS"), args.webhook_secrets_file),
-        result_timeout_s=args.result_timeout,
-        signature_tolerance_s=args.signature_tolerance,
-        max_body_bytes=args.max_body_bytes,
-        log_level=args.log_level,
-    )
+def load(argv: Sequence[str] | None = None) -> GatewayConfig:
+    """The configuration from flags (`argv`) and the process environment; `ConfigError` naming
+    every bad value. `--help` prints the usage and exits 0 before anything is validated."""
+    args = build_parser().parse_args(argv)
+    flags = {name: value for name, value in vars(args).items() if name in _FLAGS and value is not None}
+    try:
+        settings = GatewaySettings(**flags)
+    except ValidationError as error:
+        raise ConfigError(_describe_errors(error, flags)) from None
+    problems: list[str] = []
+    try:
+        client_config = kafka_settings.client_config_from(os.environ, args.kafka_config)
+    except SystemExit as error:
+        problems.append(f"--kafka-config: {error}")
+        client_config = {}
+
+    def secrets(field_name: str, file_field: str) -> tuple[str, ...]:
+        path: Path | None = getattr(settings, file_field)
+        try:
+            return read_secrets(_secret(getattr(settings, field_name)), path)
+        except OSError as error:
+            problems.append(f"{_source(file_field, flags)}: cannot read {path}: {error.strerror or error}")
+            return ()
+
+    tokens = secrets("api_tokens", "api_tokens_file")
+    webhook_secrets = secrets("webhook_secrets", "webhook_secrets_file")
+    principals: tuple[TokenEntry, ...] = ()
+    if settings.api_principals_file is not None:
+        try:
+            principals = load_principals_file(settings.api_principals_file)
+        except PrincipalsFileError as error:
+            problems.append(f"{_source('api_principals_file', flags)}: {error}")
+    config = None
+    if not problems:
+        copied = {name: getattr(settings, name) for name in _COPIED}
+        config = GatewayConfig(kafka=KafkaSettings(settings.bootstrap_servers, client_config),
+                               topics=TopicNames.defaults(settings.application_id, os.environ),
+                               api_tokens=tokens, principals=principals, webhook_secrets=webhook_secrets, **copied)
+        try:
+            if not config.token_entries():
+                problems.append("no bearer token configured: set GATEWAY_API_PRINCIPALS_FILE, GATEWAY_API_TOKENS "
+                                "or GATEWAY_API_TOKENS_FILE")
+        except PrincipalsFileError as error:
+            problems.append(f"{env_name('api_principals_file')}: {error}")
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config

@@ -7,12 +7,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
+from opentelemetry.trace import Link, SpanKind, get_current_span
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 
@@ -27,23 +28,30 @@ from execution_domain import (
     request_hash,
 )
 from gateway import commands, models, webhook
-from gateway.auth import BearerAuth
+from gateway.auth import BearerAuth, Principal, Scope, insufficient_scope_challenge
 from gateway.commands import PublishError
 from gateway.config import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, GatewayConfig
 from gateway.cursor import InvalidCursor, decode_cursor, encode_cursor, filters_digest
+from gateway.logging_context import correlation_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import IDEMPOTENCY_KEY_PATTERN, openapi_document
 from gateway.problems import ApiProblem, Problems
 from gateway.read_model import ExecutionEntry, micros
 from gateway.views import execution_view
 from gateway.webhook import SIGNATURE_HEADER, SignatureError, SignatureFailure, SignatureVerifier
+from observability import tracing
+from wire.topics import CORRELATION_ID_HEADER
 
 log = logging.getLogger(__name__)
+TRACER = tracing.get_tracer("gateway")
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 CORRELATION_ID = web.RequestKey("correlation_id", str)  # set by the edge middleware
-CLIENT = web.RequestKey("client", str)  # fingerprint of the bearer token (gateway.auth)
+CORRELATION_OFFERED = web.RequestKey("correlation_offered", bool)  # the client sent a usable X-Correlation-Id
+TRACE_OFFERED = web.RequestKey("trace_offered", bool)  # the client sent a valid traceparent
+PRINCIPAL = web.RequestKey("principal", Principal)  # who the bearer token speaks for (gateway.auth)
 EXECUTION_ID = web.RequestKey("execution_id", str)  # the execution a create names, for the access log
+CLOSE_CONNECTION = web.RequestKey("close_connection", bool)  # answer, then close (body not read to its end)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 _EXECUTION_STATES = frozenset(state.value for state in ExecutionState)
@@ -60,6 +68,14 @@ class Backend(Protocol):
     read_model: Any
 
     def checks(self) -> tuple[bool, bool, dict[str, str]]: ...
+
+
+def _require_json(request: web.Request) -> None:
+    """415 unless the body is declared `application/json` (UTF-8, the only charset JSON has)."""
+    declared = request.headers.get("Content-Type")
+    charset = (request.charset or "utf-8").lower()
+    if declared is None or request.content_type != _JSON or charset not in ("utf-8", "utf8"):
+        raise ApiProblem(Problems.UNSUPPORTED_MEDIA_TYPE, "send the body as Content-Type: application/json")
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -113,7 +129,7 @@ class Handlers:
         self.config = config
         self.backend = backend
         self.metrics = metrics
-        self.auth = BearerAuth(config.api_tokens)
+        self.auth = BearerAuth(config.token_entries())
         self.verifier = SignatureVerifier(config.webhook_secrets, config.signature_tolerance_s)
         self._clock = clock
         self._openapi = orjson.dumps(openapi_document())
@@ -137,9 +153,48 @@ class Handlers:
             raise ApiProblem(Problems.EXECUTION_NOT_FOUND, f"no execution {execution_id}", execution_id=execution_id)
         return entry
 
-    async def _publish(self, topic: str, key: str, value: bytes, correlation_id: str, kind: str) -> None:
+    async def read_body(self, request: web.Request, limit: int) -> bytes:
+        """The raw JSON body: 415 unless declared JSON, 413 past `limit` bytes (refused from
+        Content-Length before reading when it says so), 408 when it does not arrive within the
+        body timeout. Never buffers more than `limit` bytes."""
+        _require_json(request)
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            request[CLOSE_CONNECTION] = True
+            raise ApiProblem(Problems.PAYLOAD_TOO_LARGE, f"the body may have at most {limit} bytes")
+        body = bytearray()
         try:
-            await self.backend.publisher.publish(topic, key, value, correlation_id)
+            async with asyncio.timeout(self.config.body_timeout_s):
+                while chunk := await request.content.readany():
+                    body += chunk
+                    if len(body) > limit:
+                        request[CLOSE_CONNECTION] = True
+                        raise ApiProblem(Problems.PAYLOAD_TOO_LARGE, f"the body may have at most {limit} bytes")
+        except TimeoutError:
+            request[CLOSE_CONNECTION] = True
+            self.metrics.timeouts.labels("body").inc()
+            raise ApiProblem(Problems.REQUEST_TIMEOUT,
+                             f"the body did not arrive within {self.config.body_timeout_s:g}s") from None
+        except (ConnectionError, web.RequestPayloadError) as broken:
+            request[CLOSE_CONNECTION] = True
+            raise ApiProblem(Problems.MALFORMED_REQUEST, f"the body could not be read: {broken}") from None
+        return bytes(body)
+
+    async def _publish(self, topic: str, key: str, value: bytes, correlation_id: str, kind: str, *,
+                       parent: Any = None, links: Sequence[Link] = ()) -> None:
+        """Produce and await the delivery report, in a PRODUCER span (a child of `parent`, by
+        default of the request's span) whose trace context travels in the record's headers."""
+        with TRACER.start_as_current_span(f"publish {topic}", context=parent, kind=SpanKind.PRODUCER, links=links,
+                                          attributes={"messaging.system": "kafka",
+                                                      "messaging.operation.type": "send",
+                                                      "messaging.destination.name": topic,
+                                                      "messaging.kafka.message.key": key}):
+            headers = [(CORRELATION_ID_HEADER, correlation_id.encode("utf-8")), *tracing.kafka_headers()]
+            await self._send(topic, key, value, headers, kind)
+
+    async def _send(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]], kind: str) -> None:
+        try:
+            await self.backend.publisher.publish(topic, key, value, headers)
         except PublishError as error:
             self.metrics.publish_failures.labels(kind).inc()
             log.error("publishing to %s failed: %s", topic, error, extra={"execution_id": key})
@@ -185,7 +240,11 @@ class Handlers:
         if not _IDEMPOTENCY_KEY.fullmatch(key):
             raise ApiProblem(Problems.IDEMPOTENCY_KEY_INVALID,
                              f"{IDEMPOTENCY_KEY_HEADER} must be 1 to 255 visible ASCII characters without spaces")
-        body = parse_body(await request.read(), models.CreateExecutionRequest)
+        principal = request[PRINCIPAL]
+        may_inline = self.config.inline_artifacts and principal.allows(Scope.INLINE_ARTIFACTS)
+        raw = await self.read_body(request, self.config.artifact_max_body_bytes if may_inline
+                                   else self.config.max_body_bytes)
+        body = parse_body(raw, models.CreateExecutionRequest)
         try:
             policy = ExecutionPolicy.model_validate(body.execution_policy.model_dump(mode="json"))
         except ValidationError as invalid:
@@ -193,7 +252,10 @@ class Handlers:
                 {"path": "execution_policy." + _path(d["loc"]), "code": d["type"], "message": d["msg"]}
                 for d in invalid.errors(include_url=False, include_input=False)
             ]) from None
-        actor = Actor(requested_by=body.actor.requested_by, channel=body.actor.channel)
+        if body.artifact is not None:
+            self._authorize_inline_artifact(principal)
+        # Who asks is who the token speaks for; the client's claim is only logged.
+        actor = Actor(requested_by=principal.name, channel=body.actor.channel)
         artifact = self._inline_artifact(body)
         correlation_id = request[CORRELATION_ID]
         execution_id = execution_id_for_key(key)
@@ -207,8 +269,9 @@ class Handlers:
                                       inline_artifact_hash=None if artifact is None else artifact.proposal_version_hash),
             proposal_id=body.proposal_id, version_no=body.version_no, policy=policy, actor=actor, artifact=artifact,
         )
-        log.info("create execution", extra={"execution_id": execution_id, "command_id": command_id,
-                                            "proposal_id": body.proposal_id, "version_no": body.version_no})
+        log.info("create execution", extra={
+            "execution_id": execution_id, "command_id": command_id, "proposal_id": body.proposal_id,
+            "version_no": body.version_no, "claimed_requested_by": body.actor.requested_by})
         result = await self._command(command="create", command_id=command_id, execution_id=execution_id,
                                      value=value, correlation_id=correlation_id, started=started)
         self.metrics.execution_latency_ms.labels("submit").observe((time.monotonic() - started) * 1000)
@@ -223,6 +286,16 @@ class Handlers:
             return json_response(self._execution_body(result), 201 if outcome == "CREATED" else 200,
                                  {"Location": _location(result["execution_id"])})
         raise self._create_problem(result, execution_id, self.config.topics.approved_proposals)
+
+    def _authorize_inline_artifact(self, principal: Principal) -> None:
+        if not self.config.inline_artifacts:
+            raise ApiProblem(Problems.INLINE_ARTIFACTS_DISABLED,
+                             "inline artifacts are off (GATEWAY_INLINE_ARTIFACTS); the proposal version must be "
+                             "published upstream")
+        if not principal.allows(Scope.INLINE_ARTIFACTS):
+            raise ApiProblem(Problems.INSUFFICIENT_SCOPE,
+                             f"sending an inline artifact needs the scope {Scope.INLINE_ARTIFACTS.value}",
+                             headers={"WWW-Authenticate": insufficient_scope_challenge(Scope.INLINE_ARTIFACTS)})
 
     def _inline_artifact(self, body: models.CreateExecutionRequest) -> ProposalArtifact | None:
         if body.artifact is None:
@@ -310,16 +383,17 @@ class Handlers:
     async def cancel_execution(self, request: web.Request) -> web.Response:
         started = time.monotonic()
         execution_id = request.match_info["execution_id"]
-        body = parse_body(await request.read(), models.CancelExecutionRequest)
+        body = parse_body(await self.read_body(request, self.config.max_body_bytes), models.CancelExecutionRequest)
         await self._lookup(execution_id)
         self._require_command_path()
         correlation_id = request[CORRELATION_ID]
         command_id = commands.new_command_id()
         value = commands.cancel_command(
             command_id=command_id, execution_id=execution_id, correlation_id=correlation_id,
-            issued_at=datetime.now(UTC), actor=Actor(body.actor.requested_by, body.actor.channel), reason=body.reason,
+            issued_at=datetime.now(UTC), actor=Actor(request[PRINCIPAL].name, body.actor.channel), reason=body.reason,
         )
-        log.info("cancel execution", extra={"execution_id": execution_id, "command_id": command_id})
+        log.info("cancel execution", extra={"execution_id": execution_id, "command_id": command_id,
+                                            "claimed_requested_by": body.actor.requested_by})
         result = await self._command(command="cancel", command_id=command_id, execution_id=execution_id,
                                      value=value, correlation_id=correlation_id, started=started)
         headers = {"Location": _location(execution_id)}
@@ -341,23 +415,31 @@ class Handlers:
 
     async def receive_order_event(self, request: web.Request) -> web.Response:
         execution_id = request.match_info["execution_id"]
-        raw = await request.read()
+        # What the signature header alone can tell (missing, malformed, stale) is checked before
+        # a byte of the body is read: an unsigned upload costs nothing but its headers.
         try:
-            self.verifier.verify(request.headers.get(SIGNATURE_HEADER), raw, now=self._clock())
+            signature = self.verifier.check_header(request.headers.get(SIGNATURE_HEADER), now=self._clock())
+            raw = await self.read_body(request, self.config.webhook_max_body_bytes)
+            self.verifier.verify_body(signature, raw)
         except SignatureError as error:
             self.metrics.webhook_events.labels(error.failure.value).inc()
             log.warning("webhook refused: %s", error, extra={"execution_id": execution_id})
             kind = Problems.STALE_SIGNATURE if error.failure is SignatureFailure.STALE else Problems.INVALID_SIGNATURE
             raise ApiProblem(kind, str(error)) from None
+        except ApiProblem:
+            self.metrics.webhook_events.labels("unreadable").inc()
+            raise
         try:
             event_request = parse_body(raw, models.OrderEventRequest)
-            if event_request.execution_id not in (None, execution_id):
-                raise ApiProblem(Problems.VALIDATION_FAILED, "execution_id in the body differs from the path",
-                                 errors=[{"path": "execution_id", "code": "mismatch",
-                                          "message": "must equal the execution id of the path"}])
         except ApiProblem:
             self.metrics.webhook_events.labels("invalid").inc()
             raise
+        if event_request.execution_id not in (None, execution_id):
+            # The signed body names another execution than the URL: never apply it here.
+            self.metrics.webhook_events.labels("execution_mismatch").inc()
+            raise ApiProblem(Problems.VALIDATION_FAILED, "execution_id in the body differs from the path",
+                             errors=[{"path": "execution_id", "code": "mismatch",
+                                      "message": "must equal the execution id of the path"}])
         try:
             entry = await self._lookup(execution_id)
         except ApiProblem as problem:
@@ -365,14 +447,17 @@ class Handlers:
                 self.metrics.webhook_events.labels("unknown_execution").inc()
             raise
         if event_request.ticket_id not in entry.ticket_ids:
+            # Ticket ids are unique per execution: the signed ticket binds the event to one execution.
             self.metrics.webhook_events.labels("unknown_ticket").inc()
             raise ApiProblem(Problems.UNKNOWN_TICKET,
                              f"ticket {event_request.ticket_id} is not a ticket of execution {execution_id}",
                              execution_id=execution_id)
+        correlation_id = self._adopt_execution_correlation(request, entry)
+        parent, links = self._event_trace_parent(request, entry)
         event = webhook.order_event(event_request, execution_id, raw)
         value = commands.order_event_value(webhook.order_event_record(event))
-        await self._publish(self.config.topics.order_events, execution_id, value, request[CORRELATION_ID],
-                            "order-events")
+        await self._publish(self.config.topics.order_events, execution_id, value, correlation_id, "order-events",
+                            parent=parent, links=links)
         self.metrics.webhook_events.labels("accepted").inc()
         log.info("order event %s accepted", event.event_type.value, extra={
             "execution_id": execution_id, "ticket_id": event.ticket_id, "event_id": event.event_id,
@@ -380,6 +465,30 @@ class Handlers:
         })
         return json_response({"event_id": event.event_id, "execution_id": execution_id,
                               "ticket_id": event.ticket_id}, 202)
+
+    @staticmethod
+    def _adopt_execution_correlation(request: web.Request, entry: ExecutionEntry) -> str:
+        """The order event carries the execution's correlation id (its create's), so a create's
+        correlation id reaches its fills. A webhook call without its own X-Correlation-Id takes
+        it for its log lines and answer too."""
+        correlation_id = entry.origin.correlation_id
+        if correlation_id is None:
+            return request[CORRELATION_ID]
+        if not request[CORRELATION_OFFERED]:
+            request[CORRELATION_ID] = correlation_id
+            correlation_id_var.set(correlation_id)  # reset by the edge middleware with the request
+        return correlation_id
+
+    @staticmethod
+    def _event_trace_parent(request: web.Request, entry: ExecutionEntry) -> tuple[Any, list[Link]]:
+        """The trace an order event continues: the OMS's, when its call carried a traceparent;
+        else the execution's create (from its first state change), linked to this call's span."""
+        if request[TRACE_OFFERED] or not entry.origin.trace_headers:
+            return None, []
+        parent = tracing.context_from_kafka(entry.origin.trace_headers)
+        if not tracing.has_remote_parent(parent):
+            return None, []
+        return parent, [Link(get_current_span().get_span_context())]
 
     # -- operations -------------------------------------------------------------------------------
 

@@ -1,11 +1,12 @@
-"""Prometheus metrics of the gateway: HTTP traffic per route and status, and the RFC §11
-metrics that belong to the gateway.
+"""Prometheus metrics of the gateway: HTTP traffic per route and status, connections, and the
+gateway's view of the RFC §11 metrics.
 
-RFC §11 split between the services: `executions_created_total{status}` counts create calls
-by their HTTP-level outcome here (the processor counts commands it folded under the same
-name; Prometheus tells them apart by `job`), and `execution_latency_ms{stage="submit"}` is the
-gateway's: request received to processor answer. `tickets_submitted_total`,
-`tickets_rejected_total` and the `ack`/`fill` stages are the processor's.
+Every name starts with `gateway_`, so no series shares a name with the processor's: the RFC §11
+`executions_created_total{status}` and `execution_latency_ms{stage=ack|fill}` are the
+processor's (commands folded, orders acknowledged and filled); the gateway counts create
+*calls* by their HTTP-level outcome as `gateway_executions_created_total{status}` and times
+them, request received to processor answer, as `gateway_execution_latency_ms{stage="submit"}`.
+Summing across jobs no longer double-counts.
 """
 
 from __future__ import annotations
@@ -28,13 +29,24 @@ class GatewayMetrics:
             "gateway_http_request_duration_seconds", "HTTP request latency by route, method and status.",
             ["route", "method", "status"], buckets=_SECONDS, registry=r,
         )
-        # RFC-0014I §11 (the gateway's part)
+        self.open_connections = Gauge(
+            "gateway_open_connections", "Client connections open now.", registry=r,
+        )
+        self.connections_refused = Counter(
+            "gateway_connections_refused", "Connections answered 503 and closed at once: the connection cap "
+            "(GATEWAY_MAX_CONNECTIONS) was reached.", registry=r,
+        )
+        self.timeouts = Counter(
+            "gateway_request_timeouts", "Connections closed because a request's headers (or the next request "
+            "on a kept-alive connection) or its body did not arrive in time, by phase.", ["phase"], registry=r,
+        )
+        # RFC-0014I §11, the gateway's view
         self.executions_created = Counter(
-            "executions_created", "Create calls by outcome (CREATED, REPLAYED, CONFLICT, NOT_FOUND, "
+            "gateway_executions_created", "Create calls by outcome (CREATED, REPLAYED, CONFLICT, NOT_FOUND, "
             "NOT_EXECUTABLE, INVALID, PENDING for a timeout, ...).", ["status"], registry=r,
         )
         self.execution_latency_ms = Histogram(
-            "execution_latency_ms", "Milliseconds from a create call to the processor's answer (stage=submit).",
+            "gateway_execution_latency_ms", "Milliseconds from a create call to the processor's answer (stage=submit).",
             ["stage"], buckets=_MS, registry=r,
         )
         # Commands, webhook, read model
@@ -50,7 +62,7 @@ class GatewayMetrics:
         )
         self.webhook_events = Counter(
             "gateway_webhook_events", "Webhook calls by outcome (accepted, missing, malformed, stale, mismatch, "
-            "invalid, unknown_execution, unknown_ticket).", ["outcome"], registry=r,
+            "unreadable, invalid, execution_mismatch, unknown_execution, unknown_ticket).", ["outcome"], registry=r,
         )
         self.read_model_executions = Gauge(
             "gateway_read_model_executions", "Executions held by the read model.", registry=r,

@@ -67,9 +67,12 @@ class _Response(BaseModel):
 
 
 class Actor(_Request):
-    """Who asks (RFC §5.1 `actor`)."""
+    """Who asks (RFC §5.1 `actor`). The execution records the bearer token's principal as
+    `requested_by`; a `requested_by` sent here is only logged beside it."""
 
-    requested_by: Identifier = Field(examples=["advisor_001"])
+    requested_by: Identifier | None = Field(
+        default=None, examples=["advisor_001"],
+        description="Ignored for authorization and not recorded: the token's principal is. Logged as claimed.")
     channel: Identifier = Field(examples=["ADVISOR_APP"])
 
 

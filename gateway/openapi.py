@@ -77,6 +77,14 @@ _CORRELATION_PARAM = {
                    "absent, and replaced by a generated one when it is not 1 to 128 visible ASCII characters.",
     "schema": {"type": "string"},
 }
+_TRACE_PARAMS = [
+    {"name": "traceparent", "in": "header", "required": False,
+     "description": "W3C Trace Context: the caller's span. The request's span continues it (a new trace when it "
+                    "is absent, malformed or repeated) and the Kafka records it leads to carry it.",
+     "schema": {"type": "string"}},
+    {"name": "tracestate", "in": "header", "required": False,
+     "description": "W3C Trace Context vendor state, carried with traceparent.", "schema": {"type": "string"}},
+]
 _EXECUTION_ID_PARAM = {
     "name": "execution_id", "in": "path", "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 128},
@@ -104,7 +112,7 @@ def _paths() -> dict[str, Any]:
                     {"name": "Idempotency-Key", "in": "header", "required": True,
                      "description": "Client-chosen key of this create; visible ASCII, 1 to 255 characters.",
                      "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}},
-                    _CORRELATION_PARAM,
+                    _CORRELATION_PARAM, *_TRACE_PARAMS,
                 ],
                 "requestBody": _body(models.CreateExecutionRequest),
                 "responses": {
@@ -113,7 +121,7 @@ def _paths() -> dict[str, Any]:
                                                    "from the same request.", location=True),
                     "202": _json(models.CommandPending, "Queued; not answered within the wait bound.",
                                  location=True),
-                    **_errors(400, 401, 404, 409, 413, 422, 503),
+                    **_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 503),
                 },
             },
             "get": {
@@ -137,11 +145,11 @@ def _paths() -> dict[str, Any]:
                     {"name": "cursor", "in": "query", "required": False,
                      "description": "next_cursor of the previous page, with the same filters.",
                      "schema": {"type": "string", "minLength": 1, "maxLength": MAX_CURSOR_LENGTH}},
-                    _CORRELATION_PARAM,
+                    _CORRELATION_PARAM, *_TRACE_PARAMS,
                 ],
                 "responses": {
                     "200": _json(models.ExecutionPage, "A page of executions."),
-                    **_errors(400, 401, 503),
+                    **_errors(400, 401, 403, 503),
                 },
             },
         },
@@ -150,10 +158,10 @@ def _paths() -> dict[str, Any]:
                 "operationId": "getExecution",
                 "summary": "An execution: summary, tickets with status, lifecycle events (RFC §5.2)",
                 "security": _BEARER,
-                "parameters": [_EXECUTION_ID_PARAM, _CORRELATION_PARAM],
+                "parameters": [_EXECUTION_ID_PARAM, _CORRELATION_PARAM, *_TRACE_PARAMS],
                 "responses": {
                     "200": _json(models.Execution, "The execution."),
-                    **_errors(400, 401, 404, 503),
+                    **_errors(400, 401, 403, 404, 503),
                 },
             },
         },
@@ -170,12 +178,12 @@ def _paths() -> dict[str, Any]:
                     _EXECUTION_ID_PARAM,
                     {"name": SIGNATURE_HEADER, "in": "header", "required": True,
                      "schema": {"type": "string", "maxLength": MAX_HEADER_LENGTH}},
-                    _CORRELATION_PARAM,
+                    _CORRELATION_PARAM, *_TRACE_PARAMS,
                 ],
                 "requestBody": _body(models.OrderEventRequest),
                 "responses": {
                     "202": _json(models.EventAccepted, "Published to the order-events topic."),
-                    **_errors(400, 401, 404, 413, 422, 503),
+                    **_errors(400, 401, 404, 408, 413, 415, 422, 503),
                 },
             },
         },
@@ -184,11 +192,11 @@ def _paths() -> dict[str, Any]:
                 "operationId": "cancelExecution",
                 "summary": "Request cancellation of an execution's open tickets",
                 "security": _BEARER,
-                "parameters": [_EXECUTION_ID_PARAM, _CORRELATION_PARAM],
+                "parameters": [_EXECUTION_ID_PARAM, _CORRELATION_PARAM, *_TRACE_PARAMS],
                 "requestBody": _body(models.CancelExecutionRequest),
                 "responses": {
                     "202": _json(models.CancelAccepted, "Cancellation requested.", location=True),
-                    **_errors(400, 401, 404, 409, 413, 422, 503),
+                    **_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 503),
                 },
             },
         },
@@ -201,7 +209,7 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "OpenAPI 3.1 document.", "headers": {"X-Correlation-Id": _CORRELATION_HEADER},
                             "content": {"application/json": {"schema": {"type": "object"}}}},
-                    **_errors(401),
+                    **_errors(401, 403),
                 },
             },
         },
@@ -307,7 +315,11 @@ def openapi_document() -> dict[str, Any]:
             "schemas": definitions["$defs"],
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer",
-                               "description": "A token from GATEWAY_API_TOKENS / GATEWAY_API_TOKENS_FILE."},
+                               "description": "A token of a principal (GATEWAY_API_PRINCIPALS_FILE, or a bare "
+                                              "GATEWAY_API_TOKENS token). Scopes: executions:read (GET, list), "
+                                              "executions:write (create, cancel), artifacts:inline (a create with "
+                                              "an inline artifact, when the gateway accepts them); 403 "
+                                              "insufficient-scope otherwise. actor.requested_by is the principal."},
                 "webhookSignature": {"type": "apiKey", "in": "header", "name": SIGNATURE_HEADER,
                                      "description": "t=<unix>,v1=<hex HMAC-SHA256 over \"<t>.<raw body>\">"},
             },

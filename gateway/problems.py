@@ -36,19 +36,25 @@ class Problems:
     IDEMPOTENCY_KEY_MISSING = ProblemType("idempotency-key-missing", 400, "Idempotency-Key header required")
     IDEMPOTENCY_KEY_INVALID = ProblemType("idempotency-key-invalid", 400, "Idempotency-Key header invalid")
     INVALID_CURSOR = ProblemType("invalid-cursor", 400, "Invalid cursor")
+    DUPLICATE_HEADER = ProblemType("duplicate-header", 400, "A header that must appear once appears more than once")
     UNAUTHORIZED = ProblemType("unauthorized", 401, "Authentication required")
     INVALID_SIGNATURE = ProblemType("invalid-signature", 401, "Invalid webhook signature")
     STALE_SIGNATURE = ProblemType("stale-signature", 401, "Webhook signature timestamp outside the accepted window")
+    INSUFFICIENT_SCOPE = ProblemType("insufficient-scope", 403, "The token's scopes do not allow this")
+    INLINE_ARTIFACTS_DISABLED = ProblemType(
+        "inline-artifacts-disabled", 403, "This gateway does not accept inline proposal artifacts")
     NOT_FOUND = ProblemType("not-found", 404, "Not found")
     EXECUTION_NOT_FOUND = ProblemType("execution-not-found", 404, "Execution not found")
     PROPOSAL_NOT_FOUND = ProblemType("proposal-not-found", 404, "Proposal version not found")
     METHOD_NOT_ALLOWED = ProblemType("method-not-allowed", 405, "Method not allowed")
+    REQUEST_TIMEOUT = ProblemType("request-timeout", 408, "The request was not received in time")
     IDEMPOTENCY_KEY_CONFLICT = ProblemType(
         "idempotency-key-conflict", 409, "Idempotency key reused with a different request")
     PROPOSAL_VERSION_IN_USE = ProblemType(
         "proposal-version-in-use", 409, "Proposal version already being executed")
     CANCEL_REJECTED = ProblemType("cancel-rejected", 409, "Cancellation rejected")
     PAYLOAD_TOO_LARGE = ProblemType("payload-too-large", 413, "Request body too large")
+    UNSUPPORTED_MEDIA_TYPE = ProblemType("unsupported-media-type", 415, "Content-Type must be application/json")
     VALIDATION_FAILED = ProblemType("validation-failed", 422, "Request body failed validation")
     INVALID_ARTIFACT = ProblemType("invalid-artifact", 422, "Invalid proposal artifact")
     PROPOSAL_NOT_EXECUTABLE = ProblemType("proposal-not-executable", 422, "Proposal version is not executable")
@@ -123,6 +129,8 @@ def from_http_exception(error: web.HTTPException) -> ApiProblem:
         return ApiProblem(Problems.METHOD_NOT_ALLOWED, "method not allowed on this resource", headers=headers)
     if status == 413:
         return ApiProblem(Problems.PAYLOAD_TOO_LARGE, "the request body exceeds the accepted size")
+    if status == 415:
+        return ApiProblem(Problems.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
     if 400 <= status < 500:
         return ApiProblem(Problems.MALFORMED_REQUEST, error.reason)
     if status == 503:

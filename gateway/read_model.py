@@ -13,6 +13,12 @@ execution-state-changes topic.
   (bounded) until the consumer has passed them, so an execution whose create returned 201 is
   found even if its state change was committed a moment before the GET.
 
+Each entry also keeps its execution's origin: the create's correlation id and W3C trace context
+(the `correlation_id` field and the `traceparent` / `tracestate` headers of the change with
+sequence 1; failing that, the correlation id of a change an order event caused, which the
+processor sets to the create's). The webhook puts them on the order events it publishes, so a
+create's correlation id and trace reach its fills.
+
 The list order is newest first: `created_at` descending, then `execution_id` descending. The key
 never changes for an execution, so keyset paging with a cursor holding the last key returns
 every matching execution exactly once while new executions arrive.
@@ -25,7 +31,7 @@ import bisect
 import logging
 import queue
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +43,7 @@ from gateway.kafka_io import PollThread, assign_only_consumer_config, end_offset
 from gateway.metrics import GatewayMetrics
 from gateway.views import execution_view, summary_view
 from kafka_client.settings import KafkaSettings
+from observability.tracing import TRACEPARENT_HEADER, TRACESTATE_HEADER
 from wire import formats
 from wire.errors import DecodeError
 
@@ -47,6 +54,21 @@ _OFFSET_BEGINNING = -2
 
 def micros(value: datetime) -> int:
     return int(value.timestamp()) * 1_000_000 + value.microsecond
+
+
+TraceHeaders = tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """What the execution's create carried: its correlation id and trace context headers."""
+
+    correlation_id: str | None = None
+    trace_headers: TraceHeaders = ()
+    from_create: bool = False  # taken from the create's own state change (else inferred)
+
+
+NO_ORIGIN = Origin()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +83,25 @@ class ExecutionEntry:
     ticket_ids: frozenset[str]
     body: bytes  # the Execution JSON body
     summary: dict[str, Any]  # the ExecutionSummary
+    origin: Origin = NO_ORIGIN
 
     @property
     def key(self) -> tuple[int, str]:
         return (self.created_us, self.execution_id)
 
 
-def entry_from_change(change: dict[str, Any]) -> ExecutionEntry:
+def origin_of(change: dict[str, Any], headers: Any = None) -> Origin | None:
+    """The origin a state change tells, if it tells one."""
+    if change["sequence"] == 1:
+        trace = tuple((name, bytes(value)) for name, value in headers or ()
+                      if name in (TRACEPARENT_HEADER, TRACESTATE_HEADER) and value is not None)
+        return Origin(change.get("correlation_id"), trace, from_create=True)
+    if (change.get("cause") or {}).get("kind") == "ORDER_EVENT" and change.get("correlation_id"):
+        return Origin(change["correlation_id"])
+    return None
+
+
+def entry_from_change(change: dict[str, Any], origin: Origin | None = None) -> ExecutionEntry:
     """Render a decoded ExecutionStateChange."""
     snapshot = change["execution"]
     return ExecutionEntry(
@@ -79,6 +113,7 @@ def entry_from_change(change: dict[str, Any]) -> ExecutionEntry:
         ticket_ids=frozenset(t["ticket"]["ticket_id"] for t in snapshot["tickets"]),
         body=orjson.dumps(execution_view(snapshot)),
         summary=summary_view(snapshot),
+        origin=origin or origin_of(change) or NO_ORIGIN,
     )
 
 
@@ -102,6 +137,8 @@ class ExecutionIndex:
         if held is not None:
             if entry.sequence <= held.sequence:
                 return False
+            if held.origin.from_create or (held.origin != NO_ORIGIN and entry.origin == NO_ORIGIN):
+                entry = replace(entry, origin=held.origin)  # the create's origin outlives later changes
             self._entries[entry.execution_id] = entry
             return True
         self._entries[entry.execution_id] = entry
@@ -255,6 +292,7 @@ class ReadModel:
 
     def _decode(self, messages: list[Any]) -> list[ExecutionEntry]:
         newest: dict[str, dict[str, Any]] = {}
+        origins: dict[str, Origin] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -269,13 +307,17 @@ class ReadModel:
                           extra={"topic": message.topic(), "partition": message.partition(),
                                  "offset": message.offset()})
                 continue
-            held = newest.get(change["execution_id"])
+            execution_id = change["execution_id"]
+            held = newest.get(execution_id)
             if held is None or change["sequence"] > held["sequence"]:
-                newest[change["execution_id"]] = change
+                newest[execution_id] = change
+            origin = origin_of(change, message.headers())
+            if origin is not None and (origin.from_create or execution_id not in origins):
+                origins[execution_id] = origin
         entries = []
         for change in newest.values():
             try:
-                entries.append(entry_from_change(change))
+                entries.append(entry_from_change(change, origins.get(change["execution_id"])))
             except (KeyError, ValueError, TypeError) as unusable:  # never stop the feed on one record
                 log.error("skipping unusable state change: %s", unusable, extra={"execution_id": change["execution_id"]})
         return entries

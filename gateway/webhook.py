@@ -110,11 +110,24 @@ class SignatureVerifier:
 
     def verify(self, header: str | None, body: bytes, now: float | None = None) -> int:
         """The signed timestamp, or SignatureError saying why the request is not authentic."""
+        parsed = self.check_header(header, now)
+        self.verify_body(parsed, body)
+        return parsed.timestamp
+
+    def check_header(self, header: str | None, now: float | None = None) -> ParsedSignature:
+        """What can be decided before the body is read: the header is present, well formed and
+        fresh, and some secret is configured to check it with."""
         parsed = parse_signature_header(header)
         current = time.time() if now is None else now
         if abs(current - parsed.timestamp) > self._tolerance_s:
             raise SignatureError(SignatureFailure.STALE,
                                  f"signature timestamp is more than {self._tolerance_s}s from the server's clock")
+        if not self._keys:
+            raise SignatureError(SignatureFailure.MISMATCH, "no signature matches the body")
+        return parsed
+
+    def verify_body(self, parsed: ParsedSignature, body: bytes) -> None:
+        """SignatureError unless some v1 of `parsed` is the HMAC of its timestamp and `body`."""
         message = f"{parsed.timestamp}.".encode("ascii") + body
         matched = False
         for key in self._keys:
@@ -123,7 +136,6 @@ class SignatureVerifier:
                 matched |= hmac.compare_digest(expected, presented.encode("ascii"))
         if not matched:
             raise SignatureError(SignatureFailure.MISMATCH, "no signature matches the body")
-        return parsed.timestamp
 
 
 def derived_event_id(raw_body: bytes) -> str:

@@ -17,6 +17,7 @@ CONTEXT_FIELDS = (
     "trace_id",
     "span_id",
     "principal",
+    "claimed_requested_by",
     "execution_id",
     "proposal_id",
     "version_no",

@@ -219,10 +219,3 @@ class TraceContextFilter(logging.Filter):
                 record.trace_id, record.span_id = ids
         return True
 
-
-def install_log_filter(logger: logging.Logger | None = None) -> None:
-    """Add `TraceContextFilter` to every handler of `logger` (the root logger by default)."""
-    target = logger or logging.getLogger()
-    for handler in target.handlers:
-        if not any(isinstance(f, TraceContextFilter) for f in handler.filters):
-            handler.addFilter(TraceContextFilter())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import selectors
+import socket
 import threading
 import time
 import uuid
@@ -18,13 +20,17 @@ import requests
 from aiohttp import web
 
 from execution_domain.proposal import seal_artifact
-from gateway.app import create_app
+from gateway import server
+from gateway.app import GUARD, create_app
+from gateway.auth import Scope, TokenEntry, token_digest
 from gateway.config import GatewayConfig
 from gateway.webhook import signature_header
 from kafka_client.settings import KafkaSettings
 from testkit.processor import ProcessorHarness, ScriptedOms, load_sample, wait_until
 
-TOKEN = "test-token-" + uuid.uuid4().hex
+TOKEN = "test-token-" + uuid.uuid4().hex  # principal PRINCIPAL, advisor scopes
+PRINCIPAL = "advisor-e2e"
+INLINE_TOKEN = "test-inline-token-" + uuid.uuid4().hex  # principal proposal-tool, may send inline artifacts
 WEBHOOK_SECRET = "whsec-" + uuid.uuid4().hex
 OLD_WEBHOOK_SECRET = "whsec-old-" + uuid.uuid4().hex
 
@@ -35,7 +41,9 @@ def gateway_config(harness: ProcessorHarness, **overrides: Any) -> GatewayConfig
         "topics": harness.topics,
         "application_id": harness.application_id,
         "instance_id": f"gw-{uuid.uuid4().hex[:6]}",
-        "api_tokens": (TOKEN,),
+        "principals": (TokenEntry(PRINCIPAL, token_digest(TOKEN)),
+                       TokenEntry("proposal-tool", token_digest(INLINE_TOKEN), frozenset(Scope))),
+        "inline_artifacts": True,
         "webhook_secrets": (WEBHOOK_SECRET, OLD_WEBHOOK_SECRET),
         "result_timeout_s": 10.0,
     }
@@ -44,7 +52,8 @@ def gateway_config(harness: ProcessorHarness, **overrides: Any) -> GatewayConfig
 
 
 class LiveGateway:
-    """The gateway served by a real aiohttp AppRunner on 127.0.0.1:<free port>."""
+    """The gateway served as `python -m gateway` serves it (`gateway.server`: aiohttp's runner
+    behind the connection guard) on 127.0.0.1:<free port>, in a thread with its own loop."""
 
     def __init__(self, config: GatewayConfig, **app_options: Any) -> None:
         self.config = config
@@ -57,11 +66,18 @@ class LiveGateway:
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def _start(self) -> int:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return int(self._runner.addresses[0][1])
+        self._runner, site = await server.start(self.app, self.config, self.app[GUARD], host="127.0.0.1", port=0)
+        assert site.bound_port is not None
+        return site.bound_port
+
+    @staticmethod
+    async def _cleanup(runner: web.AppRunner) -> None:
+        await runner.cleanup()
+        # Connection tasks aiohttp cancelled on shutdown: let them finish before the loop closes.
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     def wait_ready(self, timeout_s: float = 60) -> None:
         wait_until(lambda: requests.get(f"{self.url}/readyz", timeout=5).status_code == 200, timeout_s,
@@ -69,7 +85,7 @@ class LiveGateway:
 
     def stop(self) -> None:
         if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(60)
+            asyncio.run_coroutine_threadsafe(self._cleanup(self._runner), self.loop).result(60)
             self._runner = None
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
@@ -173,3 +189,51 @@ class ExecutionOms(ScriptedOms):
 
     def __init__(self, harness: ProcessorHarness, execution_id: str, **options: Any) -> None:
         super().__init__(harness, execution_id=execution_id, **options)
+
+
+# -- raw sockets, for the connection limits ----------------------------------------------------------
+
+GIVE_UP_S = 20.0  # a test's own bound for what the gateway must do within its (short) timeouts
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP_S)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (bounded by GIVE_UP_S)."""
+    received = b""
+    sock.settimeout(GIVE_UP_S)
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def all_closed_by_server(sockets: list[socket.socket]) -> dict[socket.socket, bytes]:
+    """Wait (bounded) until the server has closed every socket; what each received."""
+    selector = selectors.DefaultSelector()
+    received = {sock: b"" for sock in sockets}
+    for sock in sockets:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+    deadline = time.monotonic() + GIVE_UP_S
+    open_count = len(sockets)
+    while open_count and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=0.5):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
+            if chunk:
+                received[sock] += chunk
+            else:
+                selector.unregister(sock)
+                open_count -= 1
+    selector.close()
+    assert open_count == 0, f"{open_count} connections still open after {GIVE_UP_S}s"
+    return received

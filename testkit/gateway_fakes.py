@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.auth import Scope, TokenEntry, token_digest
 from gateway.config import GatewayConfig
 from gateway.models import Problem
 from gateway.problems import PROBLEM_BASE
@@ -21,16 +22,29 @@ from kafka_client.settings import KafkaSettings
 from wire import examples, serde
 from wire.topics import TopicNames
 
-TOKEN = "unit-token-6f1c0d"
+TOKEN = "unit-token-6f1c0d"  # bare tokens: principal tok-<8 hex>, advisor scopes
 OTHER_TOKEN = "unit-token-second"
+ADVISOR_TOKEN = "unit-advisor-token-1f2e3d"  # principal advisor-7, advisor scopes
+INLINE_TOKEN = "unit-inline-token-4c5b6a"  # principal proposal-tool, may send inline artifacts
+READER_TOKEN = "unit-reader-token-9d8c7b"  # principal dashboard, executions:read only
 SECRET = "unit-webhook-secret-9a7b"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PRINCIPALS = (
+    TokenEntry("advisor-7", token_digest(ADVISOR_TOKEN)),
+    TokenEntry("proposal-tool", token_digest(INLINE_TOKEN), frozenset(Scope)),
+    TokenEntry("dashboard", token_digest(READER_TOKEN), frozenset({Scope.READ})),
+)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def config(**overrides: Any) -> GatewayConfig:
     """A gateway configuration for tests that never reach Kafka."""
-    return GatewayConfig(kafka=KafkaSettings("127.0.0.1:1"), topics=TopicNames.defaults("app", {}),
-                         api_tokens=(TOKEN, OTHER_TOKEN), webhook_secrets=(SECRET,), **overrides)
+    settings: dict[str, Any] = {"api_tokens": (TOKEN, OTHER_TOKEN), "principals": PRINCIPALS,
+                                "webhook_secrets": (SECRET,), **overrides}
+    return GatewayConfig(kafka=KafkaSettings("127.0.0.1:1"), topics=TopicNames.defaults("app", {}), **settings)
 
 
 def assert_problem(status: int, body: dict[str, Any], slug: str) -> None:
@@ -73,17 +87,20 @@ class FakePublisher:
 
     def __init__(self, backend: FakeBackend) -> None:
         self.backend = backend
-        self.published: list[tuple[str, str, dict[str, Any], str | None]] = []
+        self.published: list[tuple[str, str, dict[str, Any], str | None]] = []  # ..., correlation_id header
+        self.headers: list[list[tuple[str, bytes]]] = []  # every header of each published record
         self.fail = False
 
-    async def publish(self, topic: str, key: str, value: bytes, correlation_id: str | None) -> None:
+    async def publish(self, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
         from gateway.commands import PublishError
 
         if self.fail:
             raise PublishError("broker unreachable")
         schema = serde.writer_schema(value)
         record = serde.decode(schema, value, topic=topic, partition=0, offset=len(self.published))
-        self.published.append((topic, key, record, correlation_id))
+        correlation_id = dict(headers).get("correlation_id")
+        self.published.append((topic, key, record, None if correlation_id is None else correlation_id.decode()))
+        self.headers.append(list(headers))
         if schema == "ExecutionCommand":
             answer = self.backend.answer(record)
             if answer is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from gateway.auth import token_fingerprint
 from local_kafka.broker import free_loopback_port
 from testkit.gateway import Stack, create_body, new_key, unique_proposal
 from testkit.processor import ROOT, wait_until
@@ -73,5 +74,9 @@ def test_cli_serves_the_api_with_env_configuration_and_stops_on_sigterm(stack: S
     assert {line["msg"] for line in create_lines} >= {"create execution"}
     assert any(line["msg"].startswith("POST /rebalance/executions 201") for line in create_lines)
     assert any(line.get("execution_id") == created.json()["execution_id"] for line in create_lines)
+    [create_line] = [line for line in create_lines if line["msg"] == "create execution"]
+    assert create_line["principal"] == token_fingerprint(token)  # a bare token's principal is its fingerprint
+    assert create_line["claimed_requested_by"] == "advisor_001"
+    assert len(create_line["trace_id"]) == 32 and len(create_line["span_id"]) == 16
     text = log_path.read_text()
     assert token not in text and secret not in text

@@ -13,8 +13,22 @@ from multidict import CIMultiDict
 from execution_domain import Actor, ExecutionPolicy, execution_id_for_key, request_hash
 from execution_domain.proposal import seal_artifact
 from gateway.app import create_app
+from gateway.auth import token_fingerprint
 from gateway.models import CancelAccepted, CommandPending, Execution
-from testkit.gateway_fakes import AUTH, FakeBackend, assert_problem, config, entry, run, state_change
+from testkit.gateway_fakes import (
+    ADVISOR_TOKEN,
+    AUTH,
+    INLINE_TOKEN,
+    READER_TOKEN,
+    TOKEN,
+    FakeBackend,
+    assert_problem,
+    bearer,
+    config,
+    entry,
+    run,
+    state_change,
+)
 
 BODY = {
     "proposal_id": "prop_123",
@@ -35,13 +49,13 @@ def created(command: dict[str, Any], outcome: str = "CREATED") -> dict[str, Any]
 
 
 def post(body: Any, answer: Any = None, *, headers: dict[str, str] | None = None, backend: FakeBackend | None = None,
-         **options: Any) -> tuple[int, dict[str, Any], dict[str, str], FakeBackend]:
+         token: str = TOKEN, **options: Any) -> tuple[int, dict[str, Any], dict[str, str], FakeBackend]:
     backend = backend or FakeBackend(answer)
 
     async def scenario(client: TestClient) -> tuple[int, dict[str, Any], dict[str, str]]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         response = await client.post("/rebalance/executions", data=data,
-                                     headers={**AUTH, "Content-Type": "application/json", **(headers or {})})
+                                     headers={**bearer(token), "Content-Type": "application/json", **(headers or {})})
         return response.status, await response.json(content_type=None), CIMultiDict(response.headers)
 
     status, payload, response_headers = run(create_app(config(**options), backend=backend), scenario)
@@ -80,7 +94,8 @@ def test_create_publishes_one_command_keyed_by_execution_id_with_hash_key_and_co
     assert payload["idempotency_key"] == "key-0001"
     assert payload["artifact"] is None
     policy = ExecutionPolicy(max_slippage_bps="25")
-    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor("advisor_001", "ADVISOR_APP"))
+    assert payload["request_hash"] == request_hash("prop_123", 2, policy,
+                                                   Actor(token_fingerprint(TOKEN), "ADVISOR_APP"))
 
 
 def test_equivalent_bodies_hash_alike() -> None:
@@ -138,21 +153,24 @@ def test_invalid_body_is_422_with_every_problem_located(change: dict[str, Any], 
     assert backend.publisher.published == []
 
 
+INLINE = {"token": INLINE_TOKEN, "inline_artifacts": True}  # a principal allowed inline artifacts, feature on
+
+
 def test_inline_artifact_is_validated_and_carried_in_the_command() -> None:
     artifact = sample_artifact()
-    status, _, _, backend = post({**BODY, "artifact": artifact}, created, headers=KEY)
+    status, _, _, backend = post({**BODY, "artifact": artifact}, created, headers=KEY, **INLINE)
     assert status == 201
     payload = backend.publisher.published[0][2]["payload"]
     assert payload["artifact"]["proposal_version_hash"] == artifact["proposal_version_hash"]
     policy = ExecutionPolicy(max_slippage_bps="25")
-    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor("advisor_001", "ADVISOR_APP"),
+    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor("proposal-tool", "ADVISOR_APP"),
                                                    inline_artifact_hash=artifact["proposal_version_hash"])
 
 
 def test_inline_artifact_with_a_wrong_hash_is_422_listing_the_problem() -> None:
     artifact = sample_artifact()
     artifact["trades_and_funding"]["intents"][0]["quantity"] = "101"
-    status, body, _, backend = post({**BODY, "artifact": artifact}, created, headers=KEY)
+    status, body, _, backend = post({**BODY, "artifact": artifact}, created, headers=KEY, **INLINE)
     assert status == 422
     assert_problem(422, body, "invalid-artifact")
     assert [e["code"] for e in body["errors"]] == ["HASH_MISMATCH"]
@@ -162,7 +180,7 @@ def test_inline_artifact_with_a_wrong_hash_is_422_listing_the_problem() -> None:
 
 def test_inline_artifact_of_another_proposal_is_422() -> None:
     artifact = seal_artifact({**sample_artifact(), "proposal_id": "prop_other"})
-    status, body, _, _ = post({**BODY, "artifact": artifact}, created, headers=KEY)
+    status, body, _, _ = post({**BODY, "artifact": artifact}, created, headers=KEY, **INLINE)
     assert status == 422
     assert_problem(422, body, "invalid-artifact")
 
@@ -226,13 +244,14 @@ def test_create_before_the_results_consumer_is_ready_is_503() -> None:
 CANCEL = {"actor": {"requested_by": "advisor_001", "channel": "ADVISOR_APP"}, "reason": "client withdrew"}
 
 
-def cancel(answer: Any, known: bool = True, body: Any = CANCEL, **options: Any) -> tuple[int, dict[str, Any], FakeBackend]:
+def cancel(answer: Any, known: bool = True, body: Any = CANCEL, token: str = TOKEN,
+           **options: Any) -> tuple[int, dict[str, Any], FakeBackend]:
     backend = FakeBackend(answer)
     if known:
         backend.read_model.index.apply(entry("exec_c1"))
 
     async def scenario(client: TestClient) -> tuple[int, dict[str, Any]]:
-        response = await client.post("/rebalance/executions/exec_c1/cancel", json=body, headers=AUTH)
+        response = await client.post("/rebalance/executions/exec_c1/cancel", json=body, headers=bearer(token))
         return response.status, await response.json(content_type=None)
 
     status, payload = run(create_app(config(**options), backend=backend), scenario)
@@ -277,6 +296,118 @@ def test_cancel_needs_an_actor() -> None:
 
 def test_inline_artifact_with_an_out_of_range_timestamp_is_422_not_500() -> None:
     artifact = {**sample_artifact(), "created_at": "9999-12-31T23:59:59-23:59"}
-    status, body, _, _ = post({**BODY, "artifact": artifact}, created, headers=KEY)
+    status, body, _, _ = post({**BODY, "artifact": artifact}, created, headers=KEY, **INLINE)
     assert status == 422
     assert_problem(422, body, "validation-failed")
+
+
+# -- principals, scopes and inline artifacts ------------------------------------------------------
+
+
+def test_create_records_the_tokens_principal_as_requested_by_not_the_clients_claim(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.logging_context import CorrelationIdFilter
+
+    claimed = {**BODY, "actor": {"requested_by": "ceo_of_the_bank", "channel": "ADVISOR_APP"}}
+    caplog.handler.addFilter(CorrelationIdFilter())
+    with caplog.at_level("INFO"):
+        status, _, _, backend = post(claimed, created, headers=KEY, token=ADVISOR_TOKEN)
+    assert status == 201
+    payload = backend.publisher.published[0][2]["payload"]
+    assert payload["actor"] == {"requested_by": "advisor-7", "channel": "ADVISOR_APP"}
+    policy = ExecutionPolicy(max_slippage_bps="25")
+    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor("advisor-7", "ADVISOR_APP"))
+    [line] = [r for r in caplog.records if r.getMessage() == "create execution"]
+    assert line.claimed_requested_by == "ceo_of_the_bank"  # the claim is logged, beside the real principal
+    assert line.principal == "advisor-7"
+
+
+def test_create_without_requested_by_is_accepted() -> None:
+    status, _, _, backend = post({**BODY, "actor": {"channel": "ADVISOR_APP"}}, created, headers=KEY,
+                                 token=ADVISOR_TOKEN)
+    assert status == 201
+    assert backend.publisher.published[0][2]["payload"]["actor"]["requested_by"] == "advisor-7"
+
+
+def test_the_same_key_from_two_principals_is_two_different_requests() -> None:
+    hashes = [post(BODY, created, headers=KEY, token=token)[3].publisher.published[0][2]["payload"]["request_hash"]
+              for token in (TOKEN, ADVISOR_TOKEN)]
+    assert hashes[0] != hashes[1]  # so the processor answers the second one 409, never a replay
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_inline_artifact_is_403_while_the_gateway_does_not_accept_them(dry_run: bool) -> None:
+    body = {**BODY, "execution_policy": {"max_slippage_bps": "25", "dry_run": dry_run}, "artifact": sample_artifact()}
+    status, problem, _, backend = post(body, created, headers=KEY, token=INLINE_TOKEN)  # scope, but feature off
+    assert status == 403
+    assert_problem(403, problem, "inline-artifacts-disabled")
+    assert backend.publisher.published == []
+
+
+@pytest.mark.parametrize("token", [TOKEN, ADVISOR_TOKEN])
+def test_inline_artifact_from_a_token_without_the_scope_is_403_and_publishes_nothing(token: str) -> None:
+    status, problem, headers, backend = post({**BODY, "artifact": sample_artifact()}, created, headers=KEY,
+                                             token=token, inline_artifacts=True)
+    assert status == 403
+    assert_problem(403, problem, "insufficient-scope")
+    assert 'error="insufficient_scope"' in headers["WWW-Authenticate"]
+    assert 'scope="artifacts:inline"' in headers["WWW-Authenticate"]
+    assert backend.publisher.published == []
+
+
+def test_read_only_token_may_read_but_not_create_or_cancel() -> None:
+    status, problem, headers, backend = post(BODY, created, headers=KEY, token=READER_TOKEN)
+    assert status == 403
+    assert_problem(403, problem, "insufficient-scope")
+    assert 'scope="executions:write"' in headers["WWW-Authenticate"]
+    cancelled, _, cancel_backend = cancel(created, token=READER_TOKEN)
+    assert cancelled == 403
+    assert backend.publisher.published == [] and cancel_backend.publisher.published == []
+
+    async def scenario(client: TestClient) -> list[int]:
+        return [(await client.get(path, headers=bearer(READER_TOKEN))).status
+                for path in ("/rebalance/executions", "/rebalance/executions/exec_c1", "/openapi.json")]
+
+    backend = FakeBackend()
+    backend.read_model.index.apply(entry("exec_c1"))
+    assert run(create_app(config(), backend=backend), scenario) == [200, 200, 200]
+
+
+def test_cancel_records_the_tokens_principal() -> None:
+    _, _, backend = cancel(lambda c: {**created(c), "outcome": "CANCEL_ACCEPTED"}, token=ADVISOR_TOKEN)
+    assert backend.publisher.published[0][2]["payload"]["actor"]["requested_by"] == "advisor-7"
+
+
+def test_create_body_limit_is_small_unless_the_token_may_send_an_inline_artifact() -> None:
+    padded = json.dumps(BODY).encode()[:-1] + b" " * 100_000 + b"}"  # valid JSON of 100 KB
+    small, problem, _, _ = post(padded, created, headers=KEY, token=INLINE_TOKEN)  # feature off: small limit
+    assert small == 413
+    assert_problem(413, problem, "payload-too-large")
+    assert post(padded, created, headers=KEY, token=ADVISOR_TOKEN, inline_artifacts=True)[0] == 413
+    assert post(padded, created, headers=KEY, **INLINE)[0] == 201
+
+
+# -- Content-Type ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/json; charset=latin-1", "application/jsonx"])
+def test_create_body_not_declared_as_json_is_415_and_publishes_nothing(content_type: str | None) -> None:
+    backend = FakeBackend(created)
+
+    async def scenario(client: TestClient) -> tuple[int, dict[str, Any]]:
+        headers = {**AUTH, **KEY}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        response = await client.post("/rebalance/executions", data=json.dumps(BODY).encode(),
+                                     headers=headers, skip_auto_headers=["Content-Type"])
+        return response.status, await response.json(content_type=None)
+
+    status, body = run(create_app(config(), backend=backend), scenario)
+    assert status == 415
+    assert_problem(415, body, "unsupported-media-type")
+    assert backend.publisher.published == []
+
+
+def test_json_with_an_explicit_utf8_charset_is_accepted() -> None:
+    assert post(BODY, created, headers={**KEY, "Content-Type": "application/json; charset=UTF-8"})[0] == 201

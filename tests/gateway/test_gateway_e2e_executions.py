@@ -13,6 +13,8 @@ from gateway.app import BACKEND
 from gateway.models import Execution, ExecutionPage
 from gateway.problems import PROBLEM_BASE
 from testkit.gateway import (
+    INLINE_TOKEN,
+    PRINCIPAL,
     Client,
     ExecutionOms,
     LiveGateway,
@@ -168,9 +170,31 @@ def test_dry_run_plans_every_ticket_and_releases_none(stack: Stack) -> None:
 
 def test_inline_artifact_executes_a_proposal_nobody_published(stack: Stack) -> None:
     proposal = unique_proposal("usd_cash_flow_eur", "inline")
-    response = stack.client.create(create_body(proposal, inline=True), new_key("inline"))
+    response = Client(stack.gateway.url, INLINE_TOKEN).create(create_body(proposal, inline=True), new_key("inline"))
     assert response.status_code == 201, response.text
     assert response.json()["lineage"]["proposal_version_hash"] == proposal["proposal_version_hash"]
+    assert response.json()["actor"]["requested_by"] == "proposal-tool"
+
+
+def test_inline_artifact_from_an_advisor_token_is_403_and_creates_nothing(stack: Stack) -> None:
+    proposal = unique_proposal("usd_cash_flow_eur", "inline-denied")
+    key = new_key("inline-denied")
+    response = stack.client.create(create_body(proposal, policy={"dry_run": True}, inline=True), key)
+    assert response.status_code == 403
+    assert problem_type(response) == "insufficient-scope"
+    assert stack.client.get(f"/rebalance/executions/{execution_id_for_key(key)}").status_code == 404
+
+
+def test_requested_by_is_the_tokens_principal_whatever_the_client_claims(stack: Stack) -> None:
+    proposal = unique_proposal("rfc_accept_all", "principal")
+    stack.publish(proposal)
+    body = {**create_body(proposal, policy={"dry_run": True}), "actor": {"requested_by": "someone_else",
+                                                                         "channel": "ADVISOR_APP"}}
+    created = stack.client.create(body, new_key("principal"))
+    assert created.status_code == 201, created.text
+    assert created.json()["actor"] == {"requested_by": PRINCIPAL, "channel": "ADVISOR_APP"}
+    read = stack.client.get(f"/rebalance/executions/{created.json()['execution_id']}").json()
+    assert read["actor"]["requested_by"] == PRINCIPAL
 
 
 def test_unknown_execution_is_404(stack: Stack) -> None:

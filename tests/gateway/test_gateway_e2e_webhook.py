@@ -105,3 +105,44 @@ def test_signed_events_move_the_execution_and_refused_ones_publish_nothing(
     assert [r["event_id"] for r in records] == ["rpt-1", derived_event_id(fill), derived_event_id(fill), "rpt-3"]
     assert [r["event_type"] for r in records] == ["ORDER_ACCEPTED", "PARTIAL_FILL", "PARTIAL_FILL", "FILLED"]
     assert all(r["source"] == "OMS_X" and r["ticket_id"] == ticket_id for r in records)
+
+
+def test_create_trace_and_correlation_id_reach_the_command_and_the_webhook_delivered_fill(
+    stack: Stack, order_events: TopicReader,
+) -> None:
+    harness = stack.harness
+    trace_id = "5a1c0ffee0ddba11cafe5eed0000" + time.strftime("%H%M")
+    proposal = unique_proposal("rfc_accept_all", "traced")
+    stack.publish(proposal)
+    created = stack.client.create(create_body(proposal), new_key("traced"), **{
+        "X-Correlation-Id": "corr-traced-1", "traceparent": f"00-{trace_id}-1111111111111111-01"})
+    assert created.status_code == 201, created.text
+    execution_id, sell = created.json()["execution_id"], created.json()["tickets"][0]["ticket_id"]
+
+    commands = TopicReader(harness.bootstrap, {harness.topics.execution_commands: "ExecutionCommand",
+                                              harness.topics.execution_state_changes: "ExecutionStateChange"})
+    try:
+        commands.drain(0.5)
+        [command] = [m for m in commands.raw[harness.topics.execution_commands] if m.key() == execution_id.encode()]
+        changes = zip(commands.raw[harness.topics.execution_state_changes],
+                      commands.records[harness.topics.execution_state_changes], strict=True)
+        [first_change] = [m for m, r in changes if r["execution_id"] == execution_id and r["sequence"] == 1]
+    finally:
+        commands.close()
+    command_headers = dict(command.headers())
+    assert command_headers["correlation_id"] == b"corr-traced-1"
+    assert command_headers["traceparent"].split(b"-")[1].decode() == trace_id
+
+    # The OMS calls back without any id of its own.
+    fill = event_body(sell, "ORDER_ACCEPTED", event_id="rpt-traced-1", external_order_id="OMS-T1")
+    answer = stack.client.post_event(execution_id, fill, sign(fill))
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["X-Correlation-Id"] == "corr-traced-1"
+    order_events.drain(0.5)
+    [event] = [m for m in order_events.raw[harness.topics.order_events] if m.key() == execution_id.encode()]
+    event_headers = dict(event.headers())
+    assert event_headers["correlation_id"] == b"corr-traced-1"  # the create's correlation id reaches its fill
+    create_trace = dict(first_change.headers() or ()).get("traceparent")
+    if create_trace is not None:  # once the processor puts the create's trace on its state changes
+        assert event_headers["traceparent"].split(b"-")[1] == create_trace.split(b"-")[1]
+    assert len(event_headers["traceparent"].split(b"-")[1]) == 32

@@ -13,7 +13,17 @@ from gateway.app import create_app
 from gateway.auth import BearerAuth, parse_bearer, token_fingerprint
 from gateway.problems import PROBLEM_BASE, Problems
 from gateway.webhook import signature_header
-from testkit.gateway_fakes import AUTH, OTHER_TOKEN, SECRET, TOKEN, FakeBackend, assert_problem, config, run
+from testkit.gateway_fakes import (
+    ADVISOR_TOKEN,
+    AUTH,
+    OTHER_TOKEN,
+    SECRET,
+    TOKEN,
+    FakeBackend,
+    assert_problem,
+    config,
+    run,
+)
 
 
 def serve(scenario: Any, backend: FakeBackend | None = None, **options: Any) -> Any:
@@ -136,9 +146,12 @@ def test_parse_bearer(header: str | None, token: str | None) -> None:
 
 
 def test_bearer_auth_accepts_every_configured_token_and_nothing_else() -> None:
-    auth = BearerAuth([TOKEN, OTHER_TOKEN])
-    assert auth.authenticate(f"Bearer {TOKEN}") == token_fingerprint(TOKEN)
-    assert auth.authenticate(f"Bearer {OTHER_TOKEN}") == token_fingerprint(OTHER_TOKEN)
+    auth = BearerAuth(config().token_entries())
+    bare, other, advisor = (auth.authenticate(f"Bearer {token}") for token in (TOKEN, OTHER_TOKEN, ADVISOR_TOKEN))
+    assert bare is not None and other is not None and advisor is not None
+    assert (bare.name, bare.token) == (token_fingerprint(TOKEN), token_fingerprint(TOKEN))
+    assert other.name == token_fingerprint(OTHER_TOKEN)
+    assert (advisor.name, advisor.token) == ("advisor-7", token_fingerprint(ADVISOR_TOKEN))
     assert auth.authenticate(f"Bearer {TOKEN}x") is None
     assert auth.authenticate(f"Bearer {TOKEN[:-1]}") is None
     assert auth.authenticate(None) is None
@@ -234,8 +247,10 @@ def test_metrics_count_requests_per_route_and_status() -> None:
     assert 'gateway_http_requests_total{method="GET",route="/rebalance/executions/{execution_id}",status="404"} 2.0' in text
     assert 'gateway_http_requests_total{method="GET",route="/rebalance/executions",status="401"} 1.0' in text
     assert "gateway_http_request_duration_seconds_bucket" in text
-    assert "# TYPE executions_created_total counter" in text
-    assert "# TYPE execution_latency_ms histogram" in text
+    assert "# TYPE gateway_executions_created_total counter" in text
+    assert "# TYPE gateway_execution_latency_ms histogram" in text
+    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
+    assert all(name.startswith("gateway_") for name in names), names  # none shared with the processor
 
 
 def test_readiness_follows_the_backend() -> None:
@@ -256,3 +271,57 @@ def test_readiness_follows_the_backend() -> None:
     assert alive == 200
     assert listing == 503
     assert_problem(503, problem, "service-unavailable")
+
+
+# -- repeated security-relevant headers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "headers"), [
+    ("GET", "/rebalance/executions", [("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer other")]),
+    ("GET", "/rebalance/executions", [("Authorization", f"Bearer {TOKEN}"), ("Authorization", f"Bearer {TOKEN}")]),
+    ("POST", "/rebalance/executions", [("Authorization", f"Bearer {TOKEN}"), ("Idempotency-Key", "k1"),
+                                       ("Idempotency-Key", "k2"), ("Content-Type", "application/json")]),
+    ("POST", "/rebalance/executions/exec_1/events", [("X-Signature", "t=1,v1=" + "0" * 64),
+                                                     ("X-Signature", "t=2,v1=" + "1" * 64)]),
+    ("GET", "/healthz", [("X-Correlation-Id", "a"), ("X-Correlation-Id", "b")]),
+])
+def test_repeated_security_relevant_header_is_400_before_anything_else(
+        method: str, path: str, headers: list[tuple[str, str]]) -> None:
+    from multidict import CIMultiDict
+
+    backend = FakeBackend()
+
+    async def scenario(client: TestClient) -> tuple[int, dict[str, Any]]:
+        response = await client.request(method, path, headers=CIMultiDict(headers), data=b"{}",
+                                        skip_auto_headers=["Content-Type"])
+        return response.status, await response.json(content_type=None)
+
+    status, body = serve(scenario, backend)
+    assert status == 400
+    assert_problem(400, body, "duplicate-header")
+    assert backend.publisher.published == []
+
+
+def test_repeated_harmless_headers_are_accepted() -> None:
+    from multidict import CIMultiDict
+
+    async def scenario(client: TestClient) -> int:
+        headers = CIMultiDict([*AUTH.items(), ("Accept", "application/json"), ("Accept", "*/*")])
+        return (await client.get("/rebalance/executions", headers=headers)).status
+
+    assert serve(scenario) == 200
+
+
+def test_repeated_content_type_is_refused_by_the_http_parser_itself() -> None:
+    from multidict import CIMultiDict
+
+    backend = FakeBackend()
+
+    async def scenario(client: TestClient) -> int:
+        headers = CIMultiDict([*AUTH.items(), ("Idempotency-Key", "k1"), ("Content-Type", "application/json"),
+                               ("Content-Type", "text/plain")])
+        return (await client.post("/rebalance/executions", headers=headers, data=b"{}",
+                                  skip_auto_headers=["Content-Type"])).status
+
+    assert serve(scenario, backend) == 400
+    assert backend.publisher.published == []

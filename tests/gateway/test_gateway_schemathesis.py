@@ -25,11 +25,13 @@ from schemathesis.specs.openapi.checks import (
 
 from gateway.openapi import openapi_document
 from gateway.webhook import SIGNATURE_HEADER, signature_header
-from testkit.gateway import TOKEN, WEBHOOK_SECRET, Stack
+from testkit.gateway import INLINE_TOKEN, WEBHOOK_SECRET, Stack
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# A token that may send inline artifacts (so creates take bodies up to 1 MiB, and a fuzzed artifact
+# reaches its validation instead of a 413 or 403).
+AUTH = {"Authorization": f"Bearer {INLINE_TOKEN}"}
 CHECKS = [
     not_a_server_error,
     response_schema_conformance,

@@ -146,7 +146,8 @@ def test_real_clock_is_used_by_default() -> None:
 
     async def scenario(client: TestClient) -> int:
         response = await client.post("/rebalance/executions/exec_w1/events", data=raw,
-                                     headers={"X-Signature": signature_header(SECRET, raw, int(time.time()))})
+                                     headers={"X-Signature": signature_header(SECRET, raw, int(time.time())),
+                                              "Content-Type": "application/json"})
         return response.status
 
     assert run(create_app(config(), backend=backend), scenario) == 202
@@ -169,3 +170,49 @@ def test_largest_decimals_the_schema_allows_are_carried_exactly() -> None:
     status, _, backend = send(raw, signature_header(SECRET, raw, NOW))
     assert status == 202
     assert str(backend.publisher.published[0][2]["details"]["filled_qty"]) == big
+
+
+def test_late_fill_of_one_execution_posted_to_another_executions_url_is_422_and_changes_nothing() -> None:
+    """Ticket ids are unique per execution, so the signed ticket_id binds an event to its execution:
+    A's report sent to B's URL names a ticket B does not have."""
+    import copy
+
+    from gateway.read_model import entry_from_change
+    from testkit.gateway_fakes import state_change
+
+    backend = FakeBackend()
+    backend.read_model.index.apply(entry("exec_w1"))  # execution A: the example tickets
+    b_change = copy.deepcopy(state_change("exec_b1"))
+    for ticket in b_change["execution"]["tickets"]:
+        ticket["ticket"]["ticket_id"] += "_b"  # execution B: tickets of its own
+    backend.read_model.index.apply(entry_from_change(b_change))
+    raw = raw_event(event_id="a-late-fill")  # a fill of A's SELL
+    status, body, _ = send(raw, signature_header(SECRET, raw, NOW), execution_id="exec_b1", backend=backend,
+                           known=False)
+    assert status == 422
+    assert_problem(422, body, "unknown-ticket")
+    assert backend.publisher.published == []
+    # ... and the same report naming its execution in the (signed) body is refused at B's URL too.
+    named = raw_event(event_id="a-late-fill", execution_id="exec_w1")
+    status, body, _ = send(named, signature_header(SECRET, named, NOW), execution_id="exec_b1", backend=backend,
+                           known=False)
+    assert status == 422 and body["errors"][0]["path"] == "execution_id"
+    assert backend.publisher.published == []
+
+
+def test_webhook_body_not_declared_as_json_is_415_after_the_signature_header_check() -> None:
+    raw = raw_event(event_id="e-ct")
+    backend = FakeBackend()
+    backend.read_model.index.apply(entry("exec_w1"))
+
+    async def scenario(client: TestClient) -> list[int]:
+        out = []
+        for signature in (signature_header(SECRET, raw, NOW), None):
+            headers = {"Content-Type": "text/plain"}
+            if signature is not None:
+                headers["X-Signature"] = signature
+            out.append((await client.post("/rebalance/executions/exec_w1/events", data=raw, headers=headers)).status)
+        return out
+
+    assert run(create_app(config(), backend=backend, clock=lambda: NOW), scenario) == [415, 401]
+    assert backend.publisher.published == []

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode, get_current_span
 
 from gateway import reference
 from gateway.auth import CHALLENGE, Scope, insufficient_scope_challenge
@@ -132,8 +132,10 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             metrics.http_requests.labels(route, request.method, status).inc()
             metrics.http_latency.labels(route, request.method, status).observe(elapsed)
             level = logging.DEBUG if request.match_info.route.name in PUBLIC_ROUTES else logging.INFO  # probes
+            principal = request.get(PRINCIPAL)
             log.log(level, "%s %s %s %.1fms", request.method, route, status, elapsed * 1000,
-                    extra={"execution_id": request.match_info.get("execution_id") or request.get(EXECUTION_ID)})
+                    extra={"execution_id": request.match_info.get("execution_id") or request.get(EXECUTION_ID),
+                           "principal": None if principal is None else principal.name})
             return response
     finally:
         correlation_id_var.reset(token)
@@ -150,6 +152,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         raise ApiProblem(Problems.UNAUTHORIZED, "send Authorization: Bearer <token>",
                          headers={"WWW-Authenticate": CHALLENGE})
     request[PRINCIPAL] = principal
+    get_current_span().set_attribute("enduser.id", principal.name)
     token = principal_var.set(principal.name)
     try:
         scope = ROUTE_SCOPES.get(name or "")

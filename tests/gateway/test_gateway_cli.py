@@ -76,6 +76,8 @@ def test_cli_serves_the_api_with_env_configuration_and_stops_on_sigterm(stack: S
     assert any(line.get("execution_id") == created.json()["execution_id"] for line in create_lines)
     [create_line] = [line for line in create_lines if line["msg"] == "create execution"]
     assert create_line["principal"] == token_fingerprint(token)  # a bare token's principal is its fingerprint
+    [access_line] = [line for line in create_lines if line["msg"].startswith("POST /rebalance/executions 201")]
+    assert (access_line["principal"], access_line["trace_id"]) == (create_line["principal"], create_line["trace_id"])
     assert create_line["claimed_requested_by"] == "advisor_001"
     assert len(create_line["trace_id"]) == 32 and len(create_line["span_id"]) == 16
     text = log_path.read_text()

@@ -148,7 +148,8 @@ class Handlers:
 
     async def _lookup(self, execution_id: str) -> ExecutionEntry:
         self._require_read_model()
-        entry = await self.backend.read_model.lookup(execution_id, self.config.read_sync_timeout_s)
+        entry: ExecutionEntry | None = await self.backend.read_model.lookup(execution_id,
+                                                                            self.config.read_sync_timeout_s)
         if entry is None:
             raise ApiProblem(Problems.EXECUTION_NOT_FOUND, f"no execution {execution_id}", execution_id=execution_id)
         return entry
@@ -219,7 +220,8 @@ class Handlers:
                             extra={"execution_id": execution_id, "command_id": command_id})
                 return None
             self.metrics.command_results.labels(command, result["outcome"]).inc()
-            return result
+            answer: dict[str, Any] = result
+            return answer
         finally:
             results.discard(command_id)
             self.metrics.pending_commands.dec()

@@ -89,7 +89,7 @@ _EXECUTION_ID_PARAM = {
     "name": "execution_id", "in": "path", "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 128},
 }
-_BEARER = [{"bearerAuth": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _body(model: type[BaseModel]) -> dict[str, Any]:

@@ -223,16 +223,16 @@ def all_closed_by_server(sockets: list[socket.socket]) -> dict[socket.socket, by
     open_count = len(sockets)
     while open_count and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=0.5):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            ready = key.fileobj
+            assert isinstance(ready, socket.socket)
             try:
-                chunk = sock.recv(65536)
+                chunk = ready.recv(65536)
             except ConnectionResetError:
                 chunk = b""
             if chunk:
-                received[sock] += chunk
+                received[ready] += chunk
             else:
-                selector.unregister(sock)
+                selector.unregister(ready)
                 open_count -= 1
     selector.close()
     assert open_count == 0, f"{open_count} connections still open after {GIVE_UP_S}s"

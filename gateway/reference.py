@@ -25,14 +25,25 @@ WHEN: dict[str, str] = {
     "not-found": "No such path.",
     "execution-not-found": "No execution with this id (yet: after a 202, poll until it exists).",
     "proposal-not-found": ("The processor knows no such proposal version: publish it on the approved-proposals "
-                           "topic (python -m tools.publish_proposal FILE), or send it inline as `artifact`."),
+                           "topic (python -m tools.publish_proposal FILE), or send it inline as `artifact` (a token with "
+                           "artifacts:inline, while the gateway accepts them)."),
     "method-not-allowed": "The path exists, the method does not; see the Allow header.",
     "idempotency-key-conflict": ("The Idempotency-Key was used before with another body; existing_execution_id "
                                  "names that execution. Use a new key for a new request."),
     "proposal-version-in-use": ("Another live execution holds the proposal version (existing_execution_id); "
                                 "it is released when that execution ends REJECTED or CANCELLED."),
     "cancel-rejected": "Nothing is left to cancel, or the execution is still being admitted.",
-    "payload-too-large": "The body exceeds the accepted size (GATEWAY_MAX_BODY_BYTES).",
+    "payload-too-large": ("The body exceeds its limit: 16 KiB for a webhook event, 64 KiB for a create or cancel "
+                          "(GATEWAY_MAX_BODY_BYTES), 1 MiB for a create that may carry an inline artifact."),
+    "duplicate-header": ("Authorization, Idempotency-Key, X-Signature, Content-Type, Content-Length, "
+                         "Transfer-Encoding or X-Correlation-Id was sent more than once. Send each once."),
+    "insufficient-scope": ("The token is valid but its scopes do not allow this call (WWW-Authenticate names the "
+                           "scope); an inline artifact needs artifacts:inline."),
+    "inline-artifacts-disabled": ("This gateway accepts no inline artifacts (GATEWAY_INLINE_ARTIFACTS): publish the "
+                                  "proposal version upstream (python -m tools.publish_proposal FILE)."),
+    "request-timeout": ("The request's headers or body did not arrive in time (GATEWAY_HEADER_TIMEOUT_S, "
+                        "GATEWAY_BODY_TIMEOUT_S); the connection is closed. Send the request again."),
+    "unsupported-media-type": "A body not declared as Content-Type: application/json (UTF-8). Declare it.",
     "validation-failed": "The body does not validate; `errors` lists every problem with its path.",
     "invalid-artifact": "The inline artifact is invalid (e.g. HASH_MISMATCH) or names another version.",
     "proposal-not-executable": "The version's gate decision is not EXECUTION_READY.",

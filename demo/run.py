@@ -119,7 +119,13 @@ class Demo:
         else:
             self.services.start("mock-oms", "mock_oms", "--seed", "7", "--group-id", f"{self.application_id}-oms",
                                 *self.oms_rules())
-        self.services.env.update({"GATEWAY_API_TOKENS": self.token, "GATEWAY_WEBHOOK_SECRETS": self.webhook_secret,
+        # The demo is both the advisor's app and the tool that sends a version inline: its token's
+        # principal may do both (docs/gateway.md, "Authentication").
+        principals = self.work_dir / "principals.toml"
+        principals.write_text(f'[[tokens]]\nprincipal = "demo-advisor"\ntoken = "{self.token}"\n'
+                              'scopes = ["executions:read", "executions:write", "artifacts:inline"]\n')
+        self.services.env.update({"GATEWAY_API_PRINCIPALS_FILE": str(principals), "GATEWAY_INLINE_ARTIFACTS": "true",
+                                  "GATEWAY_WEBHOOK_SECRETS": self.webhook_secret,
                                   "GATEWAY_PORT": str(self.gateway_port), "GATEWAY_HOST": "127.0.0.1"})
         self.services.start("gateway", "gateway")
         self._wait(lambda: self.http("GET", "/readyz")[0] == 200, 60, "the gateway to be ready")

@@ -9,17 +9,19 @@ The processor's entry points::
     artifact = parse_artifact(raw)                                   # ArtifactInvalid(problems)
     outcome = create_execution(execution_id, artifact, policy, created_at, origin)
     outcome = mark_released(execution, ticket_id, released_at, external_order_id)
-    outcome = apply_order_event(execution, event)
-    outcome = request_cancel(execution, CancelRequest(...))
-    execution = replay(execution.log)
+    outcome = apply_order_event(execution, event, history)
+    outcome = request_cancel(execution, CancelRequest(...), history)
+    execution = replay(entries)
 
-Every ``Outcome`` carries the new ``execution``, the log ``entry`` (None for a duplicate),
-``tickets_to_submit`` and ``cancel_requests``.
+Every ``Outcome`` carries the new ``execution`` (its head: tickets and counters, never the
+history), the log ``entry`` (None for a duplicate), ``tickets_to_submit``, ``cancel_requests``,
+the ``changed_tickets`` and what the ``history`` must ``remembered`` (fills and reports by id).
 """
 
 from execution_domain.events import EventDetails, OrderEvent, OrderEventType
 from execution_domain.execution import (
     ArtifactNotExecutable,
+    CancelVerdict,
     Execution,
     Outcome,
     apply_input,
@@ -31,8 +33,9 @@ from execution_domain.execution import (
     tickets_awaiting_submission,
 )
 from execution_domain.execution_state import ExecutionState
+from execution_domain.history import ExecutionHistory, InMemoryHistory, Remembered
 from execution_domain.log import CancelRequest, LogEntry, LogRow, ReleaseMark
-from execution_domain.policy import ExecutionPolicy
+from execution_domain.policy import ExecutionPolicy, OnCriticalRejection
 from execution_domain.proposal import (
     ArtifactInvalid,
     ProposalArtifact,
@@ -50,17 +53,22 @@ __all__ = [
     "ArtifactInvalid",
     "ArtifactNotExecutable",
     "CancelRequest",
+    "CancelVerdict",
     "EventDetails",
     "Execution",
+    "ExecutionHistory",
     "ExecutionPolicy",
     "ExecutionState",
+    "InMemoryHistory",
     "LogEntry",
     "LogRow",
+    "OnCriticalRejection",
     "OrderEvent",
     "OrderEventType",
     "Outcome",
     "ProposalArtifact",
     "ReleaseMark",
+    "Remembered",
     "RequestOrigin",
     "Ticket",
     "TicketState",

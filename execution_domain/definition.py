@@ -10,6 +10,7 @@ from typing import Any
 from execution_domain.canonical import format_timestamp, parse_timestamp
 from execution_domain.policy import ExecutionPolicy
 from execution_domain.proposal import ProposalArtifact
+from execution_domain.release import TicketGraph
 from execution_domain.request import RequestOrigin
 from execution_domain.tickets import Ticket, ticket_from_primitive
 
@@ -63,17 +64,20 @@ class ExecutionDefinition:
     origin: RequestOrigin
     request_hash: str  # lineage: canonical hash of the create request
     created_at: datetime
+    attempt: int = 1  # which execution of this proposal version (1 = the first); part of the ticket ids
     # Derived once; not part of equality or the primitive form.
-    tickets_by_id: Mapping[str, Ticket] = field(init=False, repr=False, compare=False)
-    dependants: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    graph: TicketGraph = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        dependants: dict[str, list[str]] = {ticket.ticket_id: [] for ticket in self.tickets}
-        for ticket in self.tickets:
-            for dependency in ticket.dependencies:
-                dependants[dependency].append(ticket.ticket_id)
-        object.__setattr__(self, "tickets_by_id", {ticket.ticket_id: ticket for ticket in self.tickets})
-        object.__setattr__(self, "dependants", {key: tuple(value) for key, value in dependants.items()})
+        object.__setattr__(self, "graph", TicketGraph.of(self.tickets))
+
+    @property
+    def tickets_by_id(self) -> Mapping[str, Ticket]:
+        return self.graph.by_id
+
+    @property
+    def dependants(self) -> Mapping[str, tuple[str, ...]]:
+        return self.graph.dependants
 
     def to_primitive(self) -> dict[str, Any]:
         return {
@@ -84,6 +88,7 @@ class ExecutionDefinition:
             "origin": self.origin.to_primitive(),
             "request_hash": self.request_hash,
             "created_at": format_timestamp(self.created_at),
+            "attempt": self.attempt,
         }
 
     @classmethod
@@ -96,4 +101,5 @@ class ExecutionDefinition:
             origin=RequestOrigin.from_primitive(data["origin"]),
             request_hash=data["request_hash"],
             created_at=parse_timestamp(data["created_at"]),
+            attempt=data.get("attempt", 1),  # stores from before re-executions had attempt numbers
         )

@@ -1,6 +1,8 @@
 """Execution (aggregate) state, RFC 7.1: a pure function of the tickets' states and the policy.
 
-``PRECEDENCE`` is read top to bottom; the first row whose condition holds is the state.
+``PRECEDENCE`` is read top to bottom; the first row whose condition holds is the state. The
+facts it reads are counts over the tickets (`TicketTally`), kept up to date ticket by ticket as
+tickets change, so deriving the state costs the same for 3 tickets as for 1,000.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from execution_domain.ticket_state import TicketRecord, TicketState
 from execution_domain.tickets import SecurityOrderTicket, Ticket
 
 __all__ = [
+    "TicketTally",
     "ExecutionFacts",
     "ExecutionState",
     "PRECEDENCE",
@@ -138,6 +141,98 @@ PRECEDENCE: tuple[PrecedenceRow, ...] = (
                   "nothing handed to the OMS yet (always the case for a dry run)"),
 )
 # fmt: on
+
+
+@dataclass(frozen=True, slots=True)
+class TicketTally:
+    """How many tickets are in each condition `ExecutionFacts` asks about.
+
+    Equal to counting over every ticket (`execution_facts`; a property test pins that), but updated
+    in O(1) per changed ticket with `moved`.
+    """
+
+    tickets: int = 0
+    critical_rejected: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    terminal: int = 0
+    permitted: int = 0
+    filled: int = 0  # tickets with some quantity filled
+    accepted: int = 0
+    submitted: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        tickets: Sequence[Ticket],
+        records: Mapping[str, TicketRecord],
+        dependants: Mapping[str, tuple[str, ...]],
+        policy: ExecutionPolicy,
+    ) -> TicketTally:
+        counts = [0] * 9
+        for ticket in tickets:
+            for index, value in enumerate(_contribution(ticket, records[ticket.ticket_id], dependants, policy)):
+                counts[index] += value
+        return cls(*counts)
+
+    def moved(
+        self,
+        ticket: Ticket,
+        before: TicketRecord,
+        after: TicketRecord,
+        dependants: Mapping[str, tuple[str, ...]],
+        policy: ExecutionPolicy,
+    ) -> TicketTally:
+        """The tally once `ticket` went from `before` to `after`."""
+        old = _contribution(ticket, before, dependants, policy)
+        new = _contribution(ticket, after, dependants, policy)
+        if old == new:
+            return self
+        return TicketTally(*(have - was + now for have, was, now in zip(_fields(self), old, new, strict=True)))
+
+    def facts(self, cancel_requested: bool) -> ExecutionFacts:
+        n = self.tickets
+        return ExecutionFacts(
+            critical_rejection=self.critical_rejected > 0,
+            cancel_requested=cancel_requested,
+            all_terminal=self.terminal == n,
+            all_permitted=self.permitted == n,
+            any_cancelled=self.cancelled > 0,
+            any_rejected=self.rejected > 0,
+            any_filled=self.filled > 0,
+            all_accepted=self.accepted == n and n > 0,
+            any_released=self.submitted > 0,
+        )
+
+    @property
+    def open(self) -> int:
+        """Tickets not yet in a terminal state (working at the OMS, or not yet released)."""
+        return self.tickets - self.terminal
+
+
+def _fields(tally: TicketTally) -> tuple[int, ...]:
+    return (tally.tickets, tally.critical_rejected, tally.rejected, tally.cancelled, tally.terminal,
+            tally.permitted, tally.filled, tally.accepted, tally.submitted)
+
+
+def _contribution(
+    ticket: Ticket, record: TicketRecord, dependants: Mapping[str, tuple[str, ...]], policy: ExecutionPolicy
+) -> tuple[int, ...]:
+    """One ticket's share of each count of `TicketTally`, in field order."""
+    state = record.state
+    rejected = state is TicketState.REJECTED
+    critical = rejected and is_critical_rejection(ticket, bool(dependants.get(ticket.ticket_id)), policy)
+    return (
+        1,
+        int(critical),
+        int(rejected),
+        int(state is TicketState.CANCELLED),
+        int(record.is_terminal),
+        int(_permitted_terminal(record, policy)),
+        int(record.filled_qty > 0),
+        int(state is TicketState.ACCEPTED),
+        int(record.is_submitted),
+    )
 
 
 def state_from_facts(facts: ExecutionFacts) -> ExecutionState:

@@ -4,7 +4,9 @@ A ticket's fills are reported in one mode, fixed by its first fill report:
 
 * PER_FILL (FIX LastQty/LastPx): each report carries ``fill_id``, ``last_qty``, ``last_price``;
   fills are deduplicated by ``fill_id`` for the ticket's life; the same id with another
-  quantity or price is a CONFLICT and is not applied.
+  quantity or price is a CONFLICT and is not applied. The ledger holds totals only: the caller
+  looks the fill id up in the execution's history (``known``) and remembers each fill applied,
+  so recording a fill costs the same at the first fill as at the hundred-thousandth.
 * CUMULATIVE (FIX CumQty/AvgPx): each report carries ``filled_qty`` and ``avg_price``. The
   increment over the highest known cumulative quantity becomes a synthetic fill
   ``cum:<filled_qty>``; a report below the known quantity is STALE (out of order) and
@@ -17,7 +19,7 @@ Quantities and notionals are exact decimals; only the average price is a divisio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Context, Decimal
 from enum import StrEnum
 from typing import Any
@@ -78,7 +80,7 @@ class FillResult:
 @dataclass(frozen=True, slots=True)
 class FillLedger:
     mode: FillReportingMode | None = None
-    fills: Mapping[str, Fill] = field(default_factory=dict)  # fill_id -> Fill, arrival order; never mutated
+    fill_count: int = 0  # fills applied (per fill, or cumulative increments)
     filled_qty: Decimal = _ZERO
     notional: Decimal = _ZERO  # sum of quantity * price, exact
 
@@ -86,14 +88,16 @@ class FillLedger:
     def avg_price(self) -> Decimal | None:
         return average_price(self.filled_qty, self.notional)
 
-    def record(self, details: EventDetails) -> FillResult:
+    def record(self, details: EventDetails, known: Fill | None = None) -> FillResult:
+        """Apply one fill report. ``known``: the fill already applied under ``details.fill_id``, if any
+        (per-fill reports; the caller looks it up)."""
         if details.is_per_fill:
-            return self._record_per_fill(details)
+            return self._record_per_fill(details, known)
         if details.is_cumulative:
             return self._record_cumulative(details)
         return FillResult(FillVerdict.NO_DETAILS, self, reason="fill event carries no fill quantity or price")
 
-    def _record_per_fill(self, details: EventDetails) -> FillResult:
+    def _record_per_fill(self, details: EventDetails, known: Fill | None) -> FillResult:
         if self.mode is FillReportingMode.CUMULATIVE:
             return FillResult(FillVerdict.MIXED_MODE, self, reason="per-fill report on a ticket reported cumulatively")
         fill_id, quantity, price = details.fill_id, details.last_qty, details.last_price
@@ -103,7 +107,6 @@ class FillLedger:
         if quantity <= 0 or price <= 0:
             reason = f"fill {fill_id}: last_qty and last_price must be > 0"
             return FillResult(FillVerdict.MALFORMED, self, reason=reason)
-        known = self.fills.get(fill_id)
         if known is not None:
             if known.quantity == quantity and known.price == price:
                 return FillResult(FillVerdict.DUPLICATE, self, known, f"fill {fill_id} already applied")
@@ -160,11 +163,9 @@ class FillLedger:
         return FillResult(FillVerdict.APPLIED, self._with(FillReportingMode.CUMULATIVE, fill, increment_notional), fill)
 
     def _with(self, mode: FillReportingMode, fill: Fill, fill_notional: Decimal) -> FillLedger:
-        fills = dict(self.fills)
-        fills[fill.fill_id] = fill
         return FillLedger(
             mode=mode,
-            fills=fills,
+            fill_count=self.fill_count + 1,
             filled_qty=_EXACT.add(self.filled_qty, fill.quantity),
             notional=_EXACT.add(self.notional, fill_notional),
         )
@@ -172,17 +173,17 @@ class FillLedger:
     def to_primitive(self) -> dict[str, Any]:
         return {
             "mode": None if self.mode is None else self.mode.value,
-            "fills": [fill.to_primitive() for fill in self.fills.values()],
+            "fill_count": self.fill_count,
             "filled_qty": decimal_to_str(self.filled_qty),
             "notional": decimal_to_str(self.notional),
         }
 
     @classmethod
     def from_primitive(cls, data: Mapping[str, Any]) -> FillLedger:
-        fills = [Fill.from_primitive(item) for item in data["fills"]]
         return cls(
             mode=None if data["mode"] is None else FillReportingMode(data["mode"]),
-            fills={fill.fill_id: fill for fill in fills},
+            # Stores written before fills left the ledger carry the list itself.
+            fill_count=data["fill_count"] if "fill_count" in data else len(data.get("fills", ())),
             filled_qty=decimal_from_str(data["filled_qty"]),
             notional=decimal_from_str(data["notional"]),
         )

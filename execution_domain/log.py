@@ -152,6 +152,14 @@ class LogEntry:
     state_before: ExecutionState | None  # None for the creation entry
     state_after: ExecutionState
 
+    @property
+    def row_count(self) -> int:
+        """len(self.rows()), without building them."""
+        opening = 1 if isinstance(self.input, (CreateExecution, CancelRequest)) else 0
+        state_row = 1 if self.state_before is not None and self.state_before is not self.state_after else 0
+        return (opening + len(self.changes) + len(self.anomalies) + len(self.released_for_submission)
+                + len(self.cancel_requests) + state_row)
+
     def rows(self) -> tuple[LogRow, ...]:
         at = self.recorded_at
         value = self.input

@@ -12,6 +12,7 @@ from execution_domain.canonical import decimal_from_str, to_primitive
 
 __all__ = [
     "CriticalSells",
+    "OnCriticalRejection",
     "ExecutionPolicy",
     "OrderType",
     "PartialFunding",
@@ -46,6 +47,16 @@ class PartialFunding(StrEnum):
     CANCEL = "CANCEL"  # cancel them without release
 
 
+class OnCriticalRejection(StrEnum):
+    """What happens to the tickets still open when a critical rejection makes the execution REJECTED."""
+
+    CANCEL_REMAINING = "CANCEL_REMAINING"  # cancel every live order at the OMS, release nothing more
+    LET_RUN = "LET_RUN"  # leave live orders working; their fills are still folded and shown
+
+
+DEFAULT_ON_CRITICAL_REJECTION = OnCriticalRejection.CANCEL_REMAINING
+
+
 def _bps_input(value: Any) -> Decimal:
     if isinstance(value, Decimal):
         return value
@@ -65,6 +76,8 @@ class ExecutionPolicy(BaseModel):
     dry_run: StrictBool = False
     critical_sells: CriticalSells = CriticalSells.FUNDING
     partial_funding: PartialFunding = PartialFunding.SCALE_DOWN
+    # A rejected rebalance should not keep changing the portfolio: see docs/domain.md.
+    on_critical_rejection: OnCriticalRejection = DEFAULT_ON_CRITICAL_REJECTION
 
     def to_primitive(self) -> dict[str, Any]:
         primitive = to_primitive(self.model_dump(mode="python"))

@@ -12,11 +12,16 @@ way that funds it:
 
 Tickets are visited in ticket order, which respects dependencies, so cascades resolve in one
 pass. A decision is final: a late fill on a dependency does not re-scale or revive a ticket.
+
+A ticket's release depends only on its dependencies, so after some tickets settle only their
+dependants need a look (``candidates``), and those of any ticket the look cancels: the cost of a
+resolution is the number of tickets it may decide, not the size of the execution.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -35,7 +40,14 @@ from execution_domain.ticket_state import (
 )
 from execution_domain.tickets import Ticket
 
-__all__ = ["DependencyStatus", "DependencyVerdict", "ReleaseResolution", "dependency_verdict", "resolve_releases"]
+__all__ = [
+    "DependencyStatus",
+    "DependencyVerdict",
+    "ReleaseResolution",
+    "TicketGraph",
+    "dependency_verdict",
+    "resolve_releases",
+]
 
 _WHOLE = Fraction(1)
 _SETTLED = frozenset({TicketState.FILLED, TicketState.CANCELLED, TicketState.REJECTED})
@@ -93,6 +105,29 @@ def _funded_fraction(filled: Decimal, dependency: Ticket) -> Fraction:
 
 
 @dataclass(frozen=True, slots=True)
+class TicketGraph:
+    """The tickets of an execution as a dependency graph, indexed once."""
+
+    tickets: tuple[Ticket, ...]  # ticket order: every dependency before its dependants
+    by_id: Mapping[str, Ticket]
+    position: Mapping[str, int]
+    dependants: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def of(cls, tickets: Sequence[Ticket]) -> TicketGraph:
+        dependants: dict[str, list[str]] = {ticket.ticket_id: [] for ticket in tickets}
+        for ticket in tickets:
+            for dependency in ticket.dependencies:
+                dependants[dependency].append(ticket.ticket_id)
+        return cls(
+            tickets=tuple(tickets),
+            by_id={ticket.ticket_id: ticket for ticket in tickets},
+            position={ticket.ticket_id: index for index, ticket in enumerate(tickets)},
+            dependants={key: tuple(value) for key, value in dependants.items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseResolution:
     records: Mapping[str, TicketRecord]
     steps: tuple[TicketStep, ...]  # DEPENDENCY_FAILED / DEPENDENCY_SCALED steps applied
@@ -100,20 +135,24 @@ class ReleaseResolution:
 
 
 def resolve_releases(
-    tickets: Sequence[Ticket],
+    tickets: Sequence[Ticket] | TicketGraph,
     records: Mapping[str, TicketRecord],
     policy: ExecutionPolicy,
     *,
     at: datetime,
     halted: bool,
+    candidates: Iterable[str] | None = None,
 ) -> ReleaseResolution:
     """Release, scale or cancel every PENDING_SUBMIT ticket whose dependencies have settled.
 
-    ``halted`` (dry run, or the execution is being cancelled) releases nothing.
+    ``halted`` (dry run, or the execution is being cancelled) releases nothing. ``candidates``:
+    look only at these tickets (the dependants of tickets that just settled) and at the dependants
+    of any ticket the resolution cancels; None looks at every ticket.
     """
     if halted:
         return ReleaseResolution(records, (), ())
-    by_id = {ticket.ticket_id: ticket for ticket in tickets}
+    graph = tickets if isinstance(tickets, TicketGraph) else TicketGraph.of(tickets)
+    by_id, position = graph.by_id, graph.position
     working: dict[str, TicketRecord] | None = None  # copied on first write
     steps: list[TicketStep] = []
     released: list[str] = []
@@ -121,7 +160,12 @@ def resolve_releases(
     def current(ticket_id: str) -> TicketRecord:
         return (working or records)[ticket_id]
 
-    for ticket in tickets:
+    # Ticket order (positions) keeps every dependency before its dependants: cascades resolve in one pass.
+    queue = sorted({position[ticket_id] for ticket_id in candidates}) if candidates is not None else list(
+        range(len(graph.tickets)))
+    queued = set(queue)
+    while queue:
+        ticket = graph.tickets[heapq.heappop(queue)]
         record = current(ticket.ticket_id)
         if record.state is not TicketState.PENDING_SUBMIT or record.released_for_submission:
             continue
@@ -131,20 +175,24 @@ def resolve_releases(
             continue
         if working is None:
             working = dict(records)
-        if failure is not None:
-            step = apply_ticket_input(record, TicketInput(TicketEventKind.DEPENDENCY_FAILED, at, reason=failure.reason))
+        reason = failure.reason if failure is not None else ""
+        quantity = None
+        if failure is None:
+            fraction = min((v.fraction for v in verdicts), default=_WHOLE)
+            if fraction < 1:
+                quantity = ticket.scaled_quantity(fraction)
+                if quantity <= 0:
+                    reason = f"funded fraction {fraction} rounds {ticket.ticket_id} down to nothing"
+        if reason:
+            step = apply_ticket_input(record, TicketInput(TicketEventKind.DEPENDENCY_FAILED, at, reason=reason))
             steps.append(step)
             working[ticket.ticket_id] = step.record
+            for dependant in graph.dependants[ticket.ticket_id]:  # cancelled: its dependants fail in turn
+                if position[dependant] not in queued:
+                    queued.add(position[dependant])
+                    heapq.heappush(queue, position[dependant])
             continue
-        fraction = min((v.fraction for v in verdicts), default=_WHOLE)
-        if fraction < 1:
-            quantity = ticket.scaled_quantity(fraction)
-            if quantity <= 0:
-                reason = f"funded fraction {fraction} rounds {ticket.ticket_id} down to nothing"
-                step = apply_ticket_input(record, TicketInput(TicketEventKind.DEPENDENCY_FAILED, at, reason=reason))
-                steps.append(step)
-                working[ticket.ticket_id] = step.record
-                continue
+        if quantity is not None:
             step = apply_ticket_input(record, TicketInput(TicketEventKind.DEPENDENCY_SCALED, at, order_qty=quantity))
             steps.append(step)
             record = step.record

@@ -7,22 +7,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from execution_domain.canonical import canonical_sha256
-from execution_domain.policy import ExecutionPolicy
+from execution_domain.policy import DEFAULT_ON_CRITICAL_REJECTION, ExecutionPolicy
 
 __all__ = ["Actor", "RequestOrigin", "execution_id_for_key", "request_hash"]
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    requested_by: str
+    requested_by: str  # who asked: the authenticated principal where there is one
     channel: str
+    claimed_requested_by: str | None = None  # what the client said, when it differs; recorded, never trusted
 
     def to_primitive(self) -> dict[str, Any]:
-        return {"requested_by": self.requested_by, "channel": self.channel}
+        primitive: dict[str, Any] = {"requested_by": self.requested_by, "channel": self.channel}
+        if self.claimed_requested_by is not None:  # absent otherwise: request hashes from before it existed hold
+            primitive["claimed_requested_by"] = self.claimed_requested_by
+        return primitive
 
     @classmethod
     def from_primitive(cls, data: Any) -> Actor:
-        return cls(requested_by=data["requested_by"], channel=data["channel"])
+        return cls(requested_by=data["requested_by"], channel=data["channel"],
+                   claimed_requested_by=data.get("claimed_requested_by"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,10 @@ class RequestOrigin:
         )
 
 
+# Policy fields added after the first release, with their defaults (see request_hash).
+_LATER_POLICY_FIELDS = {"on_critical_rejection": DEFAULT_ON_CRITICAL_REJECTION.value}
+
+
 def request_hash(
     proposal_id: str,
     version_no: int,
@@ -62,11 +71,19 @@ def request_hash(
     an omitted default); the Idempotency-Key and correlation id are not part of the body. A
     request carrying the artifact inline (RFC 3) is identified by that artifact's
     proposal_version_hash, which covers its whole content.
+
+    A policy field added after requests were first hashed counts only when it differs from its
+    default, so a request hashes the same before and after the field existed (a retry across
+    the upgrade is a replay, not a conflict).
     """
+    policy_body = policy.to_primitive()
+    for name, default in _LATER_POLICY_FIELDS.items():
+        if policy_body.get(name) == default:
+            del policy_body[name]
     body: dict[str, object] = {
         "proposal_id": proposal_id,
         "version_no": version_no,
-        "execution_policy": policy.to_primitive(),
+        "execution_policy": policy_body,
         "actor": actor.to_primitive(),
     }
     if inline_artifact_hash is not None:

@@ -12,7 +12,7 @@ state it had before the request (``pre_cancel_state``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -295,7 +295,6 @@ class TicketRecord:
     external_order_id: str | None = None
     pre_cancel_state: TicketState | None = None  # where CANCEL_REJECTED returns to
     reason: str | None = None  # last rejection or cancel reason
-    seen_events: Mapping[str, tuple[ReportKey, ...]] = field(default_factory=dict)  # event_id -> reports; never mutated
 
     @property
     def filled_qty(self) -> Decimal:
@@ -330,10 +329,6 @@ class TicketRecord:
             "external_order_id": self.external_order_id,
             "pre_cancel_state": None if self.pre_cancel_state is None else self.pre_cancel_state.value,
             "reason": self.reason,
-            "seen_events": [
-                {"event_id": event_id, "reports": [key.to_primitive() for key in keys]}
-                for event_id, keys in self.seen_events.items()
-            ],
         }
 
     @classmethod
@@ -349,10 +344,6 @@ class TicketRecord:
             external_order_id=data["external_order_id"],
             pre_cancel_state=None if data["pre_cancel_state"] is None else TicketState(data["pre_cancel_state"]),
             reason=data["reason"],
-            seen_events={
-                item["event_id"]: tuple(ReportKey.from_primitive(key) for key in item["reports"])
-                for item in data["seen_events"]
-            },
         )
 
 
@@ -386,16 +377,31 @@ class TicketStep:
     anomaly: Anomaly | None = None
     send_cancel: bool = False  # a cancel request must go to the OMS for this ticket
 
+    @property
+    def remembers_report(self) -> bool:
+        """Every processed OMS report, applied or not, is remembered by event id for the order's life
+        (a redelivery is then a duplicate, not a second anomaly): all but duplicates."""
+        return self.verdict is not StepVerdict.DUPLICATE
+
 
 # --- applying one input --------------------------------------------------------------------
 
 
-def apply_ticket_input(record: TicketRecord, given: TicketInput) -> TicketStep:
-    """Apply one input to one ticket. Total: every input yields a step, never an exception."""
+def apply_ticket_input(
+    record: TicketRecord,
+    given: TicketInput,
+    known_reports: tuple[ReportKey, ...] = (),
+    known_fill: Fill | None = None,
+) -> TicketStep:
+    """Apply one input to one ticket. Total: every input yields a step, never an exception.
+
+    What the ticket's history says about an OMS report is passed in, looked up by id by the
+    caller: ``known_reports``, the reports already processed under the event's id (none for a new
+    id), and ``known_fill``, the fill already applied under the report's fill_id (per-fill mode).
+    """
     event = given.event
     if event is not None:
-        known_reports = record.seen_events.get(event.event_id)
-        if known_reports is not None:
+        if known_reports:
             if event.report_key in known_reports:
                 return TicketStep(StepVerdict.DUPLICATE, record)
             reason = f"event_id {event.event_id} was already used for another report"
@@ -410,22 +416,15 @@ def apply_ticket_input(record: TicketRecord, given: TicketInput) -> TicketStep:
         )
     if isinstance(edge.target, TicketState):
         return _move(record, given, edge.target, edge.why)
+    if edge.target in _FILL_RULES:
+        return _fill(record, given, edge, known_fill)
     return _DERIVED_RULES[edge.target](record, given, edge)
-
-
-def _remember(record: TicketRecord, event: OrderEvent | None) -> dict[str, Any]:
-    """Every processed OMS report, applied or not, is remembered by event id for the order's life."""
-    if event is None:
-        return {}
-    seen = dict(record.seen_events)
-    seen[event.event_id] = seen.get(event.event_id, ()) + (event.report_key,)
-    return {"seen_events": seen}
 
 
 def _oms_event_updates(record: TicketRecord, given: TicketInput) -> tuple[dict[str, Any], list[str]]:
     """Field updates and flags every *applied* OMS report brings (none for our own commands)."""
     event = given.event
-    updates = _remember(record, event)
+    updates: dict[str, Any] = {}
     flags: list[str] = []
     if event is None:
         return updates, flags
@@ -453,10 +452,8 @@ def _anomaly(
         kind=given.kind,
         event_id=None if event is None else event.event_id,
     )
-    # The event id is remembered so a redelivery of the same report is a duplicate, not a second anomaly.
-    updates = _remember(record, event)
-    after = replace(record, **updates) if updates else record
-    return TicketStep(StepVerdict.ANOMALY, after, anomaly=anomaly, send_cancel=send_cancel)
+    # The caller remembers the event id, so a redelivery of the same report is a duplicate, not a second anomaly.
+    return TicketStep(StepVerdict.ANOMALY, record, anomaly=anomaly, send_cancel=send_cancel)
 
 
 def _applied(
@@ -507,10 +504,10 @@ def _move(record: TicketRecord, given: TicketInput, target: TicketState, why: st
 # --- derived edges ---------------------------------------------------------------------------
 
 
-def _fill(record: TicketRecord, given: TicketInput, edge: Edge) -> TicketStep:
+def _fill(record: TicketRecord, given: TicketInput, edge: Edge, known_fill: Fill | None) -> TicketStep:
     event = given.event
     assert event is not None  # fill kinds only come from OMS events
-    result = record.ledger.record(event.details)
+    result = record.ledger.record(event.details, known_fill)
     verdict = result.verdict
     if verdict is FillVerdict.DUPLICATE:
         return TicketStep(StepVerdict.DUPLICATE, record)
@@ -598,10 +595,9 @@ def _duplicate(record: TicketRecord, given: TicketInput, edge: Edge) -> TicketSt
     return TicketStep(StepVerdict.DUPLICATE, record)
 
 
+_FILL_RULES = frozenset({Derived.FILL, Derived.FILL_PENDING_CANCEL, Derived.LATE_FILL})
+
 _DERIVED_RULES = {
-    Derived.FILL: _fill,
-    Derived.FILL_PENDING_CANCEL: _fill,
-    Derived.LATE_FILL: _fill,
     Derived.RESTORE_PRE_CANCEL: _restore_pre_cancel,
     Derived.ACK_PENDING_CANCEL: _ack_pending_cancel,
     Derived.REJECT_PENDING_CANCEL: _reject_pending_cancel,

@@ -59,9 +59,18 @@ def currency_minor_units(currency: str) -> int:
     return _MINOR_UNIT_EXCEPTIONS.get(currency, 2)
 
 
-def ticket_id_for(proposal_version_hash: str, intent_id: str) -> str:
-    """RFC 6.2: ``"tkt_" + sha1(proposal_version_hash + intent_id)[:12]`` (hash string as carried)."""
-    return "tkt_" + hashlib.sha1((proposal_version_hash + intent_id).encode("utf-8")).hexdigest()[:12]
+def ticket_id_for(proposal_version_hash: str, intent_id: str, attempt: int = 1) -> str:
+    """RFC 6.2: ``"tkt_" + sha1(proposal_version_hash + intent_id)[:12]`` (hash string as carried) for
+    the first execution of a proposal version; ``sha1(proposal_version_hash + intent_id + "#" + attempt)``
+    for a later one (a re-execution after the first ended REJECTED or CANCELLED).
+
+    The refinement of RFC 6.2 (docs/domain.md, "Ticket identity"): the id is what the OMS
+    deduplicates orders by, so two executions of one version must never share one, while every
+    replay of one execution must give the same ids. The attempt number is fixed when the execution
+    is admitted, so it is as deterministic as the rest; the first execution's ids are the RFC's.
+    """
+    seed = proposal_version_hash + intent_id if attempt == 1 else f"{proposal_version_hash}{intent_id}#{attempt}"
+    return "tkt_" + hashlib.sha1(seed.encode("utf-8")).hexdigest()[:12]
 
 
 def _floor_to_units(value: Fraction, decimals: int) -> Decimal:
@@ -250,14 +259,17 @@ def ticket_from_primitive(data: Mapping[str, Any]) -> Ticket:
     return _TICKET_CLASSES[data["ticket_type"]].from_primitive(data)
 
 
-def generate_tickets(artifact: ProposalArtifact, policy: ExecutionPolicy) -> tuple[Ticket, ...]:
+def generate_tickets(artifact: ProposalArtifact, policy: ExecutionPolicy, attempt: int = 1) -> tuple[Ticket, ...]:
     """RFC 6: one ticket per intent, ordered CASH_FLOW, SELL, FX, BUY (artifact order within a group).
 
-    ``artifact`` must be valid (see ``parse_artifact``/``check_artifact``).
+    ``artifact`` must be valid (see ``parse_artifact``/``check_artifact``). ``attempt``: which
+    execution of the version these tickets are for (see ``ticket_id_for``).
     """
+    if attempt < 1:
+        raise ValueError(f"attempt numbers start at 1, got {attempt}")
     version_hash = artifact.proposal_version_hash
     intents = artifact.trades_and_funding.intents
-    ticket_ids = {intent.intent_id: ticket_id_for(version_hash, intent.intent_id) for intent in intents}
+    ticket_ids = {intent.intent_id: ticket_id_for(version_hash, intent.intent_id, attempt) for intent in intents}
     ordered = sorted(range(len(intents)), key=lambda index: (ticket_group(intents[index]), index))
     return tuple(_ticket_for(intents[index], ticket_ids, policy) for index in ordered)
 

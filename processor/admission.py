@@ -19,6 +19,7 @@ from kafka_client.records import decode_value
 from processor.outputs import Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, TaskContext
+from processor.runtime.transaction import KafkaTransaction
 from processor.state_codecs import ArtifactCodec, Reservation, ReservationCodec
 from wire import records as translate
 from wire import serde
@@ -51,6 +52,9 @@ class ProposalsProcessor:
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:
         return (self.proposals, self.reservations)
+
+    def prepare_commit(self, txn: KafkaTransaction) -> None:
+        """Nothing is produced per transaction."""
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -90,14 +94,14 @@ class ProposalsProcessor:
         proposal_id, version_no = request["proposal_id"], request["version_no"]
 
         def decision(outcome: str, *, artifact: ProposalArtifact | None = None, reason: str | None = None,
-                     existing: str | None = None) -> dict[str, Any]:
+                     existing: str | None = None, attempt: int = 1) -> dict[str, Any]:
             return {
                 "request_id": request["request_id"], "execution_id": request["execution_id"],
                 "proposal_id": proposal_id, "version_no": version_no,
                 "correlation_id": request["correlation_id"], "decided_at": request["issued_at"],
                 "outcome": outcome,
                 "artifact": None if artifact is None else translate.artifact_to_record(artifact),
-                "existing_execution_id": existing, "reason": reason,
+                "existing_execution_id": existing, "reason": reason, "attempt": attempt,
             }
 
         stored = self.proposals.get(_version_key(proposal_id, version_no))
@@ -115,8 +119,8 @@ class ProposalsProcessor:
                 return decision("INVALID_ARTIFACT", reason=(
                     f"inline artifact hash {inline.proposal_version_hash} differs from the stored version "
                     f"{stored.proposal_version_hash}; versions are immutable"))
-            if stored is None:
-                self._store_artifact(inline)  # now known: later requests may omit it
+            # Never stored as the version: an inline artifact lives with its execution only, so the
+            # version its owner publishes upstream always wins (test_inline_artifact_never_becomes_the_stored_version).
             artifact = inline
         if artifact is None:
             return decision("PROPOSAL_NOT_FOUND", reason=f"proposal {proposal_id} version {version_no} is not known")
@@ -124,13 +128,19 @@ class ProposalsProcessor:
             gate = artifact.gate_decision
             reasons = "; ".join(f"{r.code}: {r.message}" for r in gate.reasons) or "no reasons given"
             return decision("NOT_EXECUTABLE", reason=f"gate decision is {gate.decision.value} ({reasons})")
+        key = _version_key(proposal_id, version_no)
+        reservation = self.reservations.get(key)
+        attempts = 0 if reservation is None else reservation.attempts  # executions of the version admitted so far
+        if reservation is not None and reservation.live and reservation.execution_id == request["execution_id"]:
+            return decision("ADMITTED", artifact=artifact, attempt=attempts)  # its own admission again
         if request["reserve_version"]:
             holder = self._live_holder(proposal_id, version_no)
-            if holder is not None and holder != request["execution_id"]:
+            if holder is not None:
                 return decision("VERSION_IN_USE", existing=holder, reason=(
                     f"proposal {proposal_id} version {version_no} is being executed by {holder}"))
-            self.reservations.put(_version_key(proposal_id, version_no), Reservation(request["execution_id"], live=True))
-        return decision("ADMITTED", artifact=artifact)
+            self.reservations.put(key, Reservation(request["execution_id"], live=True, attempts=attempts + 1))
+        # A dry run previews the ticket ids the next execution will get, and counts as none.
+        return decision("ADMITTED", artifact=artifact, attempt=attempts + 1)
 
     def _live_holder(self, proposal_id: str, version_no: int) -> str | None:
         reservation = self.reservations.get(_version_key(proposal_id, version_no))
@@ -140,8 +150,10 @@ class ProposalsProcessor:
         proposal_id, version_no = request["proposal_id"], request["version_no"]
         if self._live_holder(proposal_id, version_no) != request["execution_id"]:
             return  # not (or no longer) the holder: nothing to release
+        held = self.reservations.get(_version_key(proposal_id, version_no))
         self.reservations.put(_version_key(proposal_id, version_no), Reservation(
-            request["execution_id"], live=False, ended_state=request["ended_state"]))
+            request["execution_id"], live=False, ended_state=request["ended_state"],
+            attempts=1 if held is None else held.attempts))
         log.info("released proposal version", extra={
             "proposal_id": proposal_id, "version_no": version_no, "execution_id": request["execution_id"],
         })

@@ -7,9 +7,13 @@ the decision comes back the execution is created, the tickets without dependenci
 released, and every create that waited is answered. A replay with the same request hash gets
 the existing execution; another hash is a conflict naming it.
 
-Every log entry the domain appends becomes one ExecutionStateChange (sequence = the entry's
-seq, so reprocessing after a crash reproduces the same records), and every ticket the domain
-releases becomes a SUBMIT instruction marked released in the same transaction.
+Every log entry the domain returns becomes one ExecutionStateChange carrying only what changed
+(sequence = the entry's seq, so reprocessing after a crash reproduces the same records) and is
+stored once under its own key; every ticket the domain releases becomes a SUBMIT instruction
+marked released in the same transaction. The execution's head (each ticket's state, counters)
+is one value; what the fold looks up from the past (fills, reports, handled commands) is stored
+under keys by id (`StoredHistory`). At each commit the execution-snapshots table gets the latest
+summary of every execution the transaction changed, once.
 """
 
 from __future__ import annotations
@@ -24,15 +28,22 @@ from confluent_kafka import Message
 from execution_domain import (
     ArtifactInvalid,
     ArtifactNotExecutable,
+    CancelVerdict,
     Execution,
     ExecutionState,
+    LogEntry,
     Outcome,
+    Remembered,
     apply_order_event,
     create_execution,
     mark_released,
     request_cancel,
 )
-from execution_domain.ticket_state import AnomalyCode, TicketState
+from execution_domain.definition import ExecutionDefinition
+from execution_domain.events import ReportKey
+from execution_domain.fills import Fill
+from execution_domain.history import UnroutedKey
+from execution_domain.ticket_state import TicketState
 from kafka_client.records import decode_value
 from processor.create_request import CreateRequest
 from processor.kafka_provider import KafkaExecutionProvider
@@ -40,7 +51,19 @@ from processor.metrics import ProcessorMetrics
 from processor.outputs import Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, TaskContext
-from processor.state_codecs import ExecutionCodec, PendingAdmission, PendingAdmissionCodec, Waiter
+from processor.runtime.transaction import KafkaTransaction
+from processor.state_codecs import (
+    DefinitionCodec,
+    FillCodec,
+    HeadCodec,
+    LegacyExecution,
+    LogEntryCodec,
+    MarkerCodec,
+    PendingAdmission,
+    PendingAdmissionCodec,
+    ReportsCodec,
+    Waiter,
+)
 from wire import records as translate
 from wire import serde
 from wire.topics import TopicNames
@@ -72,6 +95,89 @@ class Cause:
     at: datetime  # the input's own time, never the wall clock: reprocessing reproduces outputs
 
 
+class ExecutionStores:
+    """The typed stores of one executions task (key layout: `processor.state_codecs`)."""
+
+    def __init__(self, context: TaskContext) -> None:
+        store, journal = context.store, context.journal
+        self.definitions: KeyValueStore[ExecutionDefinition] = KeyValueStore(
+            "definitions", b"d/", DefinitionCodec(), store, journal, max_cached=20_000)
+        self.heads: KeyValueStore[Execution] = KeyValueStore(
+            "heads", b"x/", HeadCodec(self.definitions.get), store, journal, max_cached=20_000)
+        self.entries: KeyValueStore[LogEntry] = KeyValueStore(
+            "log", b"l/", LogEntryCodec(self.definitions.get), store, journal, max_cached=0)
+        self.fills: KeyValueStore[Fill] = KeyValueStore("fills", b"f/", FillCodec(), store, journal, max_cached=0)
+        self.reports: KeyValueStore[tuple[ReportKey, ...]] = KeyValueStore(
+            "reports", b"e/", ReportsCodec(), store, journal, max_cached=0)
+        self.unrouted: KeyValueStore[tuple[ReportKey, ...]] = KeyValueStore(
+            "unrouted", b"u/", ReportsCodec(), store, journal, max_cached=0)
+        self.commands: KeyValueStore[bool] = KeyValueStore("commands", b"c/", MarkerCodec(), store, journal, max_cached=0)
+        self.admissions: KeyValueStore[PendingAdmission] = KeyValueStore(
+            "admissions", b"a/", PendingAdmissionCodec(), store, journal, max_cached=10_000)
+
+    @property
+    def all(self) -> tuple[KeyValueStore[Any], ...]:
+        return (self.definitions, self.heads, self.entries, self.fills, self.reports, self.unrouted, self.commands,
+                self.admissions)
+
+    def load(self, execution_id: str) -> Execution | None:
+        """The execution's head (an execution stored whole by the first release is split up first)."""
+        try:
+            return self.heads.get(execution_id)
+        except LegacyExecution as legacy:
+            parts = legacy.parts
+            execution = parts.execution
+            self.definitions.put(execution_id, execution.definition)
+            for entry in parts.entries:
+                self.entries.put(entry_key(execution_id, entry.seq), entry)
+            history = StoredHistory(self, execution_id)
+            history.remember(Remembered(parts.fills, parts.reports, parts.unrouted, parts.commands))
+            self.heads.put(execution_id, execution)
+            log.info("execution stored in the first release's layout split into pieces",
+                     extra={"execution_id": execution_id})
+            return execution
+
+
+def entry_key(execution_id: str, seq: int) -> str:
+    return f"{execution_id}/{seq:010d}"
+
+
+class StoredHistory:
+    """`ExecutionHistory` of one execution over its task's stores: each fact by its own key."""
+
+    def __init__(self, stores: ExecutionStores, execution_id: str) -> None:
+        self._stores = stores
+        self._id = execution_id
+
+    def fill(self, ticket_id: str, fill_id: str) -> Fill | None:
+        return self._stores.fills.get(f"{self._id}/{ticket_id}/{fill_id}")
+
+    def reports(self, ticket_id: str, event_id: str) -> tuple[ReportKey, ...]:
+        return self._stores.reports.get(f"{self._id}/{ticket_id}/{event_id}") or ()
+
+    def unrouted(self, key: UnroutedKey) -> tuple[ReportKey, ...]:
+        return self._stores.unrouted.get(_unrouted_key(self._id, key)) or ()
+
+    def command_handled(self, command_id: str) -> bool:
+        return self._stores.commands.get(f"{self._id}/{command_id}") is not None
+
+    def remember(self, remembered: Remembered) -> None:
+        stores = self._stores
+        for ticket_id, fill in remembered.fills:
+            stores.fills.put(f"{self._id}/{ticket_id}/{fill.fill_id}", fill)
+        for ticket_id, event_id, reports in remembered.reports:
+            stores.reports.put(f"{self._id}/{ticket_id}/{event_id}", reports)
+        for key, reports in remembered.unrouted:
+            stores.unrouted.put(_unrouted_key(self._id, key), reports)
+        for command_id in remembered.commands:
+            stores.commands.put(f"{self._id}/{command_id}", True)
+
+
+def _unrouted_key(execution_id: str, key: UnroutedKey) -> str:
+    # The named execution and ticket come from outside: a separator no id uses keeps keys unambiguous.
+    return "\x1f".join((execution_id, *key))
+
+
 class ExecutionsProcessor:
     """The handlers of one executions task and the stores they use."""
 
@@ -83,14 +189,11 @@ class ExecutionsProcessor:
         self._command = serde.codec("ExecutionCommand")
         self._decision = serde.codec("AdmissionDecision")
         self._order_event = serde.codec("OrderEvent")
-        self.executions: KeyValueStore[Execution] = KeyValueStore(
-            "executions", b"x/", ExecutionCodec(), context.store, context.journal, max_cached=50_000)
-        self.admissions: KeyValueStore[PendingAdmission] = KeyValueStore(
-            "admissions", b"a/", PendingAdmissionCodec(), context.store, context.journal, max_cached=50_000)
+        self.state = ExecutionStores(context)
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:
-        return (self.executions, self.admissions)
+        return self.state.all
 
     def handlers(self) -> dict[str, Handler]:
         t = self._topics
@@ -99,6 +202,12 @@ class ExecutionsProcessor:
             t.admission_decisions: self.on_admission_decision,
             t.order_events: self.on_order_event,
         }
+
+    def prepare_commit(self, txn: KafkaTransaction) -> None:
+        """The execution-snapshots table: the latest summary of each execution this transaction
+        changed, once (a compacted topic keyed by execution_id: the KTable of executions)."""
+        for _, execution in self.state.heads.written():
+            self._outputs.snapshot(txn, translate.snapshot_record(execution, content="SUMMARY"))
 
     # -- commands from the gateway -----------------------------------------------------
 
@@ -119,7 +228,7 @@ class ExecutionsProcessor:
                          problem=("Invalid execution request", str(invalid)))
             self._metrics.executions_created.labels("INVALID").inc()
             return
-        existing = self.executions.get(execution_id)
+        existing = self.state.load(execution_id)
         if existing is not None:
             same = existing.definition.request_hash == request.request_hash
             self._answer(waiter, "REPLAYED" if same else "CONFLICT", execution_id=existing.execution_id if same else None,
@@ -127,16 +236,16 @@ class ExecutionsProcessor:
                          problem=None if same else _key_conflict(existing.execution_id))
             self._metrics.executions_created.labels("REPLAYED" if same else "CONFLICT").inc()
             return
-        pending = self.admissions.get(execution_id)
+        pending = self.state.admissions.get(execution_id)
         if pending is not None:
             if pending.request_hash == request.request_hash:
-                self.admissions.put(execution_id, pending.with_waiter(waiter))  # answered with the decision
+                self.state.admissions.put(execution_id, pending.with_waiter(waiter))  # answered with the decision
             else:
                 self._answer(waiter, "CONFLICT", execution_id=None, existing=execution_id,
                              problem=_key_conflict(execution_id))
                 self._metrics.executions_created.labels("CONFLICT").inc()
             return
-        self.admissions.put(execution_id, PendingAdmission(
+        self.state.admissions.put(execution_id, PendingAdmission(
             command_id=command["command_id"],
             correlation_id=command["correlation_id"],
             issued_at=command["issued_at"].isoformat(),
@@ -154,10 +263,10 @@ class ExecutionsProcessor:
     def on_admission_decision(self, message: Message) -> None:
         decision = decode_value(self._decision, message)
         execution_id = decision["execution_id"]
-        pending = self.admissions.get(execution_id)
+        pending = self.state.admissions.get(execution_id)
         if pending is None or pending.command_id != decision["request_id"]:
             raise UnknownExecution(f"no pending admission of {execution_id} for request {decision['request_id']}")
-        self.admissions.delete(execution_id)
+        self.state.admissions.delete(execution_id)
         waiters = pending.waiters
         if decision["outcome"] != "ADMITTED":
             outcome, title = _DECISION_RESULTS[decision["outcome"]]
@@ -171,14 +280,15 @@ class ExecutionsProcessor:
         try:
             artifact = translate.artifact_from_record(decision["artifact"])
             created = create_execution(execution_id, artifact, request.policy, cause.at,
-                                       request.origin(cause.correlation_id), artifact_inline=request.artifact_inline)
+                                       request.origin(cause.correlation_id), artifact_inline=request.artifact_inline,
+                                       attempt=decision["attempt"])
         except (ArtifactInvalid, ArtifactNotExecutable) as refused:  # admission checked; stay safe anyway
             for waiter in waiters:
                 self._answer(waiter, "INVALID", execution_id=None, problem=("Invalid proposal artifact", str(refused)))
             self._release_version(request.proposal_id, request.version_no, execution_id, cause, "REJECTED")
             return
-        execution = self._publish(created, cause)
-        self.executions.put(execution_id, execution)
+        self.state.definitions.put(execution_id, created.execution.definition)
+        execution = self._publish(created, cause, StoredHistory(self.state, execution_id))
         for index, waiter in enumerate(waiters):
             self._answer(waiter, "CREATED" if index == 0 else "REPLAYED", execution_id=execution_id,
                          execution=execution)
@@ -192,30 +302,29 @@ class ExecutionsProcessor:
     def _cancel(self, command: dict[str, Any]) -> None:
         execution_id = command["execution_id"]
         waiter = Waiter(command["command_id"], command["correlation_id"])
-        execution = self.executions.get(execution_id)
+        execution = self.state.load(execution_id)
         if execution is None:
-            pending = self.admissions.get(execution_id) is not None
+            pending = self.state.admissions.get(execution_id) is not None
             self._answer(waiter, "CANCEL_REJECTED" if pending else "NOT_FOUND", execution_id=None,
                          problem=("Execution is still being admitted", "retry the cancel shortly") if pending
                          else ("Execution not found", f"no execution {execution_id}"))
             return
-        cancel = translate.cancel_request_from_record(command)
-        outcome = request_cancel(execution, cancel)
-        nothing_to_cancel = any(a.code is AnomalyCode.NOTHING_TO_CANCEL for a in outcome.anomalies)
+        history = StoredHistory(self.state, execution_id)
+        outcome = request_cancel(execution, translate.cancel_request_from_record(command), history)
         cause = Cause("COMMAND", command["command_id"], command["correlation_id"], command["issued_at"])
-        execution = self._publish(outcome, cause)
-        self.executions.put(execution_id, execution)
-        if nothing_to_cancel:
+        execution = self._publish(outcome, cause, history)
+        if outcome.cancel is CancelVerdict.NOTHING_TO_CANCEL:
             self._answer(waiter, "CANCEL_REJECTED", execution_id=execution_id, execution=execution,
-                         problem=("Nothing to cancel", f"execution {execution_id} is {execution.state.value}"))
-        else:
+                         problem=("Nothing to cancel", f"execution {execution_id} is complete ({execution.state.value}): "
+                                  "every ticket is filled, cancelled or rejected"))
+        else:  # ACCEPTED, or ALREADY_PENDING / ALREADY_HANDLED: answered like the first cancel
             self._answer(waiter, "CANCEL_ACCEPTED", execution_id=execution_id, execution=execution)
 
     # -- order events from OMS adapters ------------------------------------------------
 
     def on_order_event(self, message: Message) -> None:
         event = translate.order_event_from_record(decode_value(self._order_event, message))
-        execution = self.executions.get(event.execution_id)
+        execution = self.state.load(event.execution_id)
         if execution is None:
             raise UnknownExecution(f"order event {event.event_id} names unknown execution {event.execution_id}")
         cause = Cause("ORDER_EVENT", event.event_id, execution.definition.origin.correlation_id, event.occurred_at)
@@ -224,24 +333,26 @@ class ExecutionsProcessor:
                 "execution_id": event.execution_id, "ticket_id": event.ticket_id, "event_id": event.event_id,
                 "external_order_id": event.external_order_id, "correlation_id": cause.correlation_id,
             })
-        outcome = apply_order_event(execution, event)
-        if outcome.entry is not None:
-            self.executions.put(execution.execution_id, self._publish(outcome, cause))
+        history = StoredHistory(self.state, execution.execution_id)
+        self._publish(apply_order_event(execution, event, history), cause, history)
 
     # -- outputs of an outcome ---------------------------------------------------------
 
-    def _publish(self, outcome: Outcome, cause: Cause) -> Execution:
-        """State change for the outcome's log entry; instructions for what it released or asked to
-        cancel; then the release marks of those tickets, each its own logged change."""
+    def _publish(self, outcome: Outcome, cause: Cause, history: StoredHistory) -> Execution:
+        """Remember what the outcome adds to the history; store its log entry and publish its state
+        change; instructions for what it released or asked to cancel; then the release marks of
+        those tickets, each its own logged change. Returns the execution as it ends (stored)."""
+        history.remember(outcome.remembered)
         execution = outcome.execution
-        if outcome.entry is None:
+        entry = outcome.entry
+        if entry is None:
             return execution
-        seq = outcome.entry.seq
-        self._outputs.state_change_spliced(translate.state_change_record(
-            change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=cause.at,
-            correlation_id=cause.correlation_id, cause_kind=cause.kind, cause_id=cause.id, outcomes=outcome,
-            with_events=False,
-        ), execution)
+        self.state.entries.put(entry_key(execution.execution_id, entry.seq), entry)
+        self.state.heads.put(execution.execution_id, execution)
+        self._outputs.state_change(translate.state_change_record(
+            change_id=f"{execution.execution_id}/{entry.seq}", sequence=entry.seq, occurred_at=cause.at,
+            correlation_id=cause.correlation_id, cause_kind=cause.kind, cause_id=cause.id, outcome=outcome,
+        ))
         self._observe(outcome)
         if outcome.cancel_requests or outcome.tickets_to_submit:
             with self._provider.bound(execution, correlation_id=cause.correlation_id, issued_at=cause.at,
@@ -256,7 +367,7 @@ class ExecutionsProcessor:
                 "execution_id": execution.execution_id, "ticket_id": ticket.ticket_id,
                 "correlation_id": cause.correlation_id,
             })
-            execution = self._publish(mark_released(execution, ticket.ticket_id, cause.at), cause)
+            execution = self._publish(mark_released(execution, ticket.ticket_id, cause.at), cause, history)
         if outcome.state_after in _ENDED_FREEING_VERSION and outcome.state_before not in _ENDED_FREEING_VERSION \
                 and not execution.policy.dry_run:
             proposal = execution.definition.proposal
@@ -303,7 +414,7 @@ class ExecutionsProcessor:
             "execution_id": execution_id,
             "existing_execution_id": existing,
             "problem": None if problem is None else {"title": problem[0], "detail": problem[1]},
-            "execution": None if execution is None else translate.snapshot_record(execution),
+            "execution": None if execution is None else translate.snapshot_record(execution, content="SUMMARY"),
         })
 
 

@@ -1,9 +1,9 @@
 """Every record the processor publishes, encoded and keyed in one place.
 
 An `Outputs` belongs to one task: its records go into the task's `RecordJournal` (so they leave
-only if the input that caused them is handled in full) and its encoders' caches die with the
-task. Dead letters are the exception: `DeadLetters` writes them straight into the transaction,
-since they replace the effects of a record that failed.
+only if the input that caused them is handled in full). Two kinds go straight into the
+transaction instead: the execution-snapshots table rows (once per execution per transaction, at
+commit) and dead letters (in place of the effects of a record that failed).
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from typing import Any, cast
 
 from confluent_kafka import Message
 
-from execution_domain import Execution
 from kafka_client.records import coordinates
-from processor.lifecycle_encoding import EncodedLifecycleCache
 from processor.metrics import ProcessorMetrics
 from processor.runtime.journal import OutputRecord, RecordJournal
 from processor.runtime.transaction import Headers, KafkaTransaction
 from wire import serde
-from wire.schemas import load as load_schemas
 from wire.topics import CORRELATION_ID_HEADER, TopicNames
 
 log = logging.getLogger(__name__)
@@ -31,39 +28,6 @@ Record = dict[str, Any]
 
 def _headers(correlation_id: str | None) -> Headers | None:
     return [(CORRELATION_ID_HEADER, correlation_id.encode())] if correlation_id else None
-
-
-class StateChangeEncoder:
-    """ExecutionStateChange records with the snapshot's lifecycle log spliced in pre-encoded.
-
-    Every state change carries the execution's whole lifecycle log (the contract); the encoded rows
-    of each execution's log are kept (`EncodedLifecycleCache`) and spliced into a record encoded with
-    the array empty, giving the bytes of the plain encoding.
-    """
-
-    def __init__(self) -> None:
-        self._codec = serde.codec("ExecutionStateChange")
-        self._lifecycle = EncodedLifecycleCache()
-        self._check_splice_layout()
-
-    def encode(self, record: Record) -> bytes:
-        return self._codec.encode(record)
-
-    def encode_spliced(self, record: Record, execution: Execution) -> bytes:
-        """A record built with ``with_events=False``, encoded with `execution`'s log spliced in."""
-        count, rows = self._lifecycle.encoded(execution)
-        tail = serde.zigzag_varint(record["execution"]["anomaly_count"])
-        return serde.splice_array_before_tail(self._codec.encode(record), tail, count, rows)
-
-    def _check_splice_layout(self) -> None:
-        """The splice relies on the schema's field order: the snapshot is the state change's last
-        field, and its lifecycle ``events`` array is followed only by ``anomaly_count`` (an int).
-        A schema that breaks this must fail here, when the encoder is built, not corrupt records."""
-        fields = load_schemas().compile("ExecutionStateChange").parsed["fields"]
-        snapshot = fields[-1]["type"]
-        tail = [(f["name"], f["type"]) for f in snapshot["fields"][-2:]] if fields[-1]["name"] == "execution" else []
-        if len(tail) != 2 or tail[0][0] != "events" or tail[1] != ("anomaly_count", "int"):
-            raise RuntimeError("ExecutionStateChange layout changed: StateChangeEncoder.encode_spliced needs updating")
 
 
 class Outputs:
@@ -76,7 +40,8 @@ class Outputs:
         self._admission_decision = serde.codec("AdmissionDecision")
         self._command_result = serde.codec("CommandResult")
         self._ticket_instruction = serde.codec("TicketInstruction")
-        self.state_changes = StateChangeEncoder()
+        self._state_change = serde.codec("ExecutionStateChange")
+        self._snapshot = serde.codec("ExecutionSnapshot")
 
     def admission_request(self, record: Record) -> None:
         self._emit(self._topics.admission_requests, self._admission_request.encode(record),
@@ -91,13 +56,14 @@ class Outputs:
                    record["command_id"], record["correlation_id"])
 
     def state_change(self, record: Record) -> None:
-        self._emit(self._topics.execution_state_changes, self.state_changes.encode(record),
+        self._emit(self._topics.execution_state_changes, self._state_change.encode(record),
                    record["execution_id"], record["correlation_id"])
 
-    def state_change_spliced(self, record: Record, execution: Execution) -> None:
-        """A state change built with ``with_events=False`` (see `StateChangeEncoder.encode_spliced`)."""
-        self._emit(self._topics.execution_state_changes, self.state_changes.encode_spliced(record, execution),
-                   record["execution_id"], record["correlation_id"])
+    def snapshot(self, txn: KafkaTransaction, record: Record) -> None:
+        """The execution-snapshots table's row of one execution: produced at commit, once per
+        execution per transaction, straight into the transaction (it belongs to no single input)."""
+        txn.produce(self._topics.execution_snapshots, self._snapshot.encode(record),
+                    key=record["execution_id"].encode())
 
     def ticket_instruction(self, record: Record, ticket_id: str) -> None:
         # Keyed by ticket_id: an OMS deduplicates by it, and SUBMIT precedes CANCEL in one partition.

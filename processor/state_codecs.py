@@ -1,90 +1,171 @@
 """How the processor's stores encode their values (JSON; internal state, not a wire contract).
 
-Every codec is an object owned by one task (`processor.topology`): any cache it keeps dies with
-the task when its partition is revoked. Decoding an older layout must keep working across an
-upgrade, since a store and its changelog outlive a release.
+The executions store keeps an execution in pieces, each written once or replaced whole, none
+growing with the execution's history (see docs/design.md, "State"):
+
+    d/<execution_id>                         its definition (tickets, policy, origin), written at creation
+    x/<execution_id>                         its head: each ticket's current state and the counters
+    l/<execution_id>/<seq, 10 digits>        one log entry, written once
+    f/<execution_id>/<ticket_id>/<fill_id>   a fill applied (per-fill dedup)
+    e/<execution_id>/<ticket_id>/<event_id>  the reports processed under an event id (event dedup)
+    u/<execution_id>\x1f<ticket_id>\x1f<event_id>  reports that reached no ticket
+    c/<execution_id>/<command_id>            a cancel command handled
+
+Every codec is an object owned by one task: any cache it keeps dies with the task. A store and
+its changelog outlive a release, so decoding keeps reading what earlier releases wrote: an
+execution stored whole by the first release (definition, log and history in one value) is read
+as `LegacyExecution`, which the processor splits into the pieces above on first use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
-from execution_domain import Execution, ProposalArtifact, parse_artifact
+from execution_domain import Execution, LogEntry, ProposalArtifact, parse_artifact
+from execution_domain.definition import ExecutionDefinition
+from execution_domain.events import ReportKey
+from execution_domain.fills import Fill, FillReportingMode
+from execution_domain.history import UnroutedKey
+from execution_domain.log import CreateExecution
 from processor.create_request import CreateRequest
 
 
-class ExecutionCodec:
-    """An execution as ``orjson.dumps(execution.to_primitive())``, built from cached JSON of its
-    immutable parts.
+class DefinitionCodec:
+    def encode(self, value: ExecutionDefinition) -> bytes:
+        return orjson.dumps(value.to_primitive())
 
-    A log entry never changes once appended, nor does an execution's definition, and a ticket
-    record is replaced (not changed) when its ticket moves: re-encoding all of them for every
-    changed execution at every commit was the top of the profile after the state-change encoding
-    (docs/benchmarks.md). The caches are keyed by identity and hold the value itself, so an id
-    cannot be reused while cached; bounded, cleared when full (a miss costs one plain encoding).
-    """
+    def decode(self, data: bytes) -> ExecutionDefinition:
+        return ExecutionDefinition.from_primitive(orjson.loads(data))
 
-    def __init__(self, *, definitions: int = 50_000, tickets: int = 50_000, entries: int = 200_000) -> None:
-        self._definitions = _IdentityJson(definitions)
-        self._tickets = _IdentityJson(tickets)
-        self._entries = _IdentityJson(entries)
 
-    def encode(self, execution: Execution) -> bytes:
-        definition = self._definitions(execution.definition)
-        tickets = b",".join([self._tickets(record) for record in execution.records.values()])
-        entries = b",".join([self._entries(entry) for entry in execution.log])
-        rest = orjson.dumps(_bookkeeping(execution))  # '{"state":...}', never empty
-        return b"".join((b'{"definition":', definition, b',"tickets":[', tickets, b'],"log":[', entries, b"],", rest[1:]))
+class LegacyExecution(Exception):
+    """An execution stored whole by the first release; `parts` are its pieces in today's layout.
+
+    Raised by `HeadCodec.decode` (so the legacy value is never cached as a head): the caller
+    writes the parts and the head, after which the execution reads like any other."""
+
+    def __init__(self, parts: LegacyParts) -> None:
+        super().__init__(f"execution {parts.execution.execution_id} is stored in the first release's layout")
+        self.parts = parts
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyParts:
+    execution: Execution
+    entries: tuple[LogEntry, ...]
+    fills: tuple[tuple[str, Fill], ...]
+    reports: tuple[tuple[str, str, tuple[ReportKey, ...]], ...]
+    unrouted: tuple[tuple[UnroutedKey, tuple[ReportKey, ...]], ...]
+    commands: tuple[str, ...]
+
+
+class HeadCodec:
+    """An execution's head; decoding needs its definition (`definition_of`, the task's d/ store)."""
+
+    def __init__(self, definition_of: Callable[[str], ExecutionDefinition | None]) -> None:
+        self._definition_of = definition_of
+
+    def encode(self, value: Execution) -> bytes:
+        return orjson.dumps(value.to_primitive())
 
     def decode(self, data: bytes) -> Execution:
-        return Execution.from_primitive(orjson.loads(data))
+        raw = orjson.loads(data)
+        if "definition" in raw:
+            raise LegacyExecution(legacy_parts(raw))
+        definition = self._definition_of(raw["execution_id"])
+        if definition is None:
+            raise LookupError(f"execution {raw['execution_id']} has a head but no definition")
+        return Execution.from_primitive(raw, definition)
 
-    @property
-    def cached(self) -> int:
-        return len(self._definitions) + len(self._tickets) + len(self._entries)
 
-
-def _bookkeeping(execution: Execution) -> dict[str, Any]:
-    """The keys of `Execution.to_primitive()` after definition, tickets and log, in its order."""
-    primitive: dict[str, Any] = {
-        "state": execution.state.value,
-        "cancel_request": None if execution.cancel_request is None else execution.cancel_request.to_primitive(),
-        "handled_commands": sorted(execution.handled_commands),
-        "unrouted_events": [
-            {
-                "execution_id": key[0],
-                "ticket_id": key[1],
-                "event_id": key[2],
-                "reports": [report.to_primitive() for report in reports],
-            }
-            for key, reports in execution.unrouted_events.items()
-        ],
+def legacy_parts(raw: Mapping[str, Any]) -> LegacyParts:
+    """The first release's stored execution (``Execution.to_primitive()`` of that release: definition,
+    tickets with their seen events and fills, the whole log, handled commands, unrouted events)."""
+    definition = ExecutionDefinition.from_primitive(raw["definition"])
+    entries = tuple(LogEntry.from_primitive(item) for item in raw["log"])
+    last = entries[-1]
+    head = {
+        "execution_id": definition.execution_id,
+        "tickets": raw["tickets"],  # TicketRecord.from_primitive ignores seen_events; the ledger counts its fills
+        "state": raw["state"],
+        "seq": last.seq,
+        "row_count": sum(entry.row_count for entry in entries),
+        "anomaly_count": sum(len(entry.anomalies) for entry in entries),
+        "cancel_request": raw["cancel_request"],
+        "updated_at": None,
     }
-    return primitive
+    execution = replace(Execution.from_primitive(head, definition), updated_at=last.recorded_at)
+    fills: list[tuple[str, Fill]] = []
+    reports: list[tuple[str, str, tuple[ReportKey, ...]]] = []
+    for ticket in raw["tickets"]:
+        ledger = ticket["ledger"]
+        if ledger["mode"] == FillReportingMode.PER_FILL.value:
+            fills.extend((ticket["ticket_id"], Fill.from_primitive(fill)) for fill in ledger.get("fills", ()))
+        for seen in ticket.get("seen_events", ()):
+            keys = tuple(ReportKey.from_primitive(key) for key in seen["reports"])
+            reports.append((ticket["ticket_id"], seen["event_id"], keys))
+    unrouted = tuple(
+        ((item["execution_id"], item["ticket_id"], item["event_id"]),
+         tuple(ReportKey.from_primitive(key) for key in item["reports"]))
+        for item in raw["unrouted_events"]
+    )
+    return LegacyParts(execution, entries, tuple(fills), tuple(reports), unrouted, tuple(raw["handled_commands"]))
 
 
-class _IdentityJson:
-    """JSON of immutable values (`to_primitive()`), encoded once per value object."""
+class LogEntryCodec:
+    """One log entry. The creation entry refers to the definition (stored once under d/) instead of
+    carrying it: `definition_of` gives it back when the entry is read."""
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._json: dict[int, tuple[Any, bytes]] = {}
+    def __init__(self, definition_of: Callable[[str], ExecutionDefinition | None]) -> None:
+        self._definition_of = definition_of
 
-    def __len__(self) -> int:
-        return len(self._json)
+    def encode(self, value: LogEntry) -> bytes:
+        primitive = value.to_primitive()
+        if isinstance(value.input, CreateExecution):
+            primitive["input"] = {"type": "EXECUTION_CREATED", "definition_of": value.input.definition.execution_id}
+        return orjson.dumps(primitive)
 
-    def __call__(self, value: Any) -> bytes:
-        hit = self._json.get(id(value))
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        data = orjson.dumps(value.to_primitive())
-        if len(self._json) >= self._limit:
-            self._json.clear()
-        self._json[id(value)] = (value, data)
-        return data
+    def decode(self, data: bytes) -> LogEntry:
+        raw = orjson.loads(data)
+        reference = raw["input"].get("definition_of")
+        if reference is not None:
+            definition = self._definition_of(reference)
+            if definition is None:
+                raise LookupError(f"log entry refers to the definition of {reference}, which is not stored")
+            raw["input"] = {"type": "EXECUTION_CREATED", "definition": definition.to_primitive()}
+        return LogEntry.from_primitive(raw)
+
+
+class FillCodec:
+    def encode(self, value: Fill) -> bytes:
+        return orjson.dumps(value.to_primitive())
+
+    def decode(self, data: bytes) -> Fill:
+        return Fill.from_primitive(orjson.loads(data))
+
+
+class ReportsCodec:
+    """The reports processed under one event id, oldest first."""
+
+    def encode(self, value: tuple[ReportKey, ...]) -> bytes:
+        return orjson.dumps([key.to_primitive() for key in value])
+
+    def decode(self, data: bytes) -> tuple[ReportKey, ...]:
+        return tuple(ReportKey.from_primitive(key) for key in orjson.loads(data))
+
+
+class MarkerCodec:
+    """A key whose presence is the fact (a handled command)."""
+
+    def encode(self, value: bool) -> bytes:
+        return b"1"
+
+    def decode(self, data: bytes) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,22 +219,25 @@ class PendingAdmissionCodec:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Who holds (or last held) a proposal version."""
+    """Who holds (or last held) a proposal version, and how many executions of it were admitted."""
 
     execution_id: str
     live: bool
     ended_state: str | None = None  # the state it ended in once no longer live
+    attempts: int = 1  # executions of the version admitted so far (dry runs excluded)
 
 
 class ReservationCodec:
     def encode(self, value: Reservation) -> bytes:
         if value.live:
-            return orjson.dumps({"execution_id": value.execution_id, "live": True})
-        return orjson.dumps({"execution_id": value.execution_id, "live": False, "ended_state": value.ended_state})
+            return orjson.dumps({"execution_id": value.execution_id, "live": True, "attempts": value.attempts})
+        return orjson.dumps({"execution_id": value.execution_id, "live": False, "ended_state": value.ended_state,
+                             "attempts": value.attempts})
 
     def decode(self, data: bytes) -> Reservation:
         raw = orjson.loads(data)
-        return Reservation(raw["execution_id"], raw["live"], raw.get("ended_state"))
+        # A reservation from before attempts were counted stands for one admitted execution.
+        return Reservation(raw["execution_id"], raw["live"], raw.get("ended_state"), raw.get("attempts", 1))
 
 
 class ArtifactCodec:

@@ -21,9 +21,12 @@ from processor.runtime.state_manager import Subtopology
 
 _COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
 _DEAD_LETTER_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}
-# Every change stays for a week (consumers see each transition); older ones are compacted to
-# the latest per execution, so a read model rebuilt from the topic still finds every execution.
-_STATE_CHANGES = {"cleanup.policy": "compact", "min.compaction.lag.ms": str(7 * 24 * 3600 * 1000)}
+# The stream of changes is the audit trail: each carries only what changed, so it is kept whole
+# (never compacted: the latest change of an execution is not its state). Operators may bound it
+# with retention.ms; the table below keeps every execution's latest summary either way.
+_STATE_CHANGES = {"cleanup.policy": "delete", "retention.ms": "-1"}
+# The table: the latest summary per execution (KTable convention: compacted, key = execution_id).
+_SNAPSHOTS = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "3600000"}
 
 
 def subtopologies(config: ProcessorConfig) -> tuple[Subtopology, Subtopology]:
@@ -50,6 +53,7 @@ def prepare_topics(admin: AdminClient, config: ProcessorConfig) -> list[str]:
         TopicSpec(t.command_results, config.partitions),
         TopicSpec(t.trade_tickets, config.partitions),
         TopicSpec(t.execution_state_changes, config.partitions, _STATE_CHANGES),
+        TopicSpec(t.execution_snapshots, config.partitions, _SNAPSHOTS),
         TopicSpec(t.dead_letters, config.partitions, _DEAD_LETTER_RETENTION),
     ]
     created += ensure_topics(admin, outputs)

@@ -36,6 +36,7 @@ from processor.topics import prepare_topics
 from wire import records as translate
 from wire import serde
 from wire.topics import TopicNames
+from wire.views import ExecutionView
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples" / "proposals"
@@ -161,6 +162,7 @@ class ProcessorHarness:
         self.outputs = TopicReader(self.bootstrap, {
             self.topics.command_results: "CommandResult",
             self.topics.execution_state_changes: "ExecutionStateChange",
+            self.topics.execution_snapshots: "ExecutionSnapshot",
             self.topics.trade_tickets: "TicketInstruction",
             self.topics.dead_letters: "DeadLetter",
         })
@@ -218,9 +220,39 @@ class ProcessorHarness:
 
     # -- inputs ------------------------------------------------------------------------
 
-    def publish_proposal(self, raw_artifact: dict[str, Any]) -> None:
+    def publish_proposal(self, raw_artifact: dict[str, Any], *, wait_stored: bool | None = None) -> None:
+        """Publish an approved proposal as upstream does and, by default when a processor is running,
+        wait until it is stored: a create sent right after publishing could otherwise be admitted
+        before the version is known (the two topics are read independently, as in production, where
+        upstream publishes a version long before anyone executes it)."""
+        if wait_stored is None:
+            wait_stored = bool(self._running)
         record = translate.artifact_to_record(parse_artifact(raw_artifact))
         self.produce(self.topics.approved_proposals, record["proposal_id"], serde.encode("ApprovedProposal", record))
+        if wait_stored:
+            key = f"p/{record['proposal_id']}/{record['version_no']}".encode()
+            wait_until(lambda: key in self._changelog_keys(self.topics.proposals_changelog), 60,
+                       what=f"proposal {record['proposal_id']} v{record['version_no']} stored")
+
+    def _changelog_keys(self, topic: str) -> set[bytes]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"keys-{uuid.uuid4().hex}",
+                             "isolation.level": "read_committed", "enable.auto.commit": False,
+                             "enable.partition.eof": True})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+            keys: set[bytes] = set()
+            at_end: set[int] = set()
+            deadline = time.monotonic() + 10
+            while len(at_end) < len(partitions) and time.monotonic() < deadline:
+                for message in consumer.consume(1000, timeout=0.2):
+                    if message.error() is None:
+                        keys.add(message.key() or b"")
+                    else:
+                        at_end.add(message.partition())
+            return keys
+        finally:
+            consumer.close()
 
     def produce(self, topic: str, key: str | bytes | None, value: bytes | None) -> None:
         self.producer.produce(topic, key=key.encode() if isinstance(key, str) else key, value=value)
@@ -261,9 +293,14 @@ class ProcessorHarness:
     def send_events(self, events: Iterable[OrderEvent]) -> None:
         for event in events:
             record = translate.order_event_to_record(event)
-            self.producer.produce(self.topics.order_events, key=event.execution_id.encode(),
-                                  value=serde.encode("OrderEvent", record))
-        self.producer.flush(10)
+            value = serde.encode("OrderEvent", record)
+            while True:
+                try:
+                    self.producer.produce(self.topics.order_events, key=event.execution_id.encode(), value=value)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    self.producer.poll(0.1)
+        self.producer.flush(60)
 
     # -- outputs -----------------------------------------------------------------------
 
@@ -277,14 +314,30 @@ class ProcessorHarness:
         self.outputs.poll(0.1)
         return [r for r in self.outputs.records[self.topics.execution_state_changes] if r["execution_id"] == execution_id]
 
+    def view(self, execution_id: str) -> ExecutionView:
+        """The execution as a consumer folds it from its state changes (`wire.views`)."""
+        view = ExecutionView(execution_id)
+        for change in self.state_changes(execution_id):
+            view.apply_change(change)
+        return view
+
+    def snapshot(self, execution_id: str) -> dict[str, Any] | None:
+        """The latest row of the execution-snapshots table for the execution."""
+        self.outputs.poll(0.1)
+        rows = [r for r in self.outputs.records[self.topics.execution_snapshots] if r["execution_id"] == execution_id]
+        return rows[-1] if rows else None
+
     def latest_status(self, execution_id: str) -> str | None:
         changes = self.state_changes(execution_id)
         return changes[-1]["execution"]["status"] if changes else None
 
     def wait_status(self, execution_id: str, status: str, timeout_s: float = 30) -> dict[str, Any]:
+        """The latest state change once the execution has `status`, its snapshot folded whole
+        (every ticket, every lifecycle row so far) as a consumer of the stream sees it."""
         wait_until(lambda: self.latest_status(execution_id) == status, timeout_s,
                    what=f"{execution_id} to be {status} (is {self.latest_status(execution_id)})")
-        return self.state_changes(execution_id)[-1]
+        changes = self.state_changes(execution_id)
+        return {**changes[-1], "execution": self.view(execution_id).snapshot()}
 
     def instructions(self, execution_id: str | None = None) -> list[dict[str, Any]]:
         self.outputs.poll(0.1)

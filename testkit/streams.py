@@ -7,9 +7,10 @@ executions topic: the processor folds an execution's events in the order they we
 which is the order the reference folds them in here, with the pure domain, mirroring
 `processor.executions` (creation, release marks, order events; the same causes and times).
 
-The reference gives, per execution: the encoded ExecutionStateChange records (sequence 1..n),
-the SUBMIT instructions, and the final `Execution`. The checks compare the committed output
-topics (`read_committed`, byte for byte) and the state stores with it.
+The reference gives, per execution: the encoded ExecutionStateChange records (sequence 1..n), the
+SUBMIT instructions, the log entries, the history (fills and reports by id) and the final
+`Execution` (its head). The checks compare the committed output topics (`read_committed`, byte for
+byte), the execution-snapshots table (its latest row per execution) and the state stores with it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from confluent_kafka.admin import AdminClient
 from execution_domain import (
     EventDetails,
     Execution,
+    InMemoryHistory,
+    LogEntry,
     OrderEvent,
     OrderEventType,
     Outcome,
@@ -51,9 +54,11 @@ from execution_domain.tickets import generate_tickets
 from processor.create_request import CreateRequest
 from processor.runtime.restore import restore_consumer_config, restore_store
 from processor.runtime.store import PartitionStore
+from processor.state_codecs import LogEntryCodec
 from testkit.processor import ACTOR, DEFAULT_POLICY, T0, ProcessorHarness, drain_until_quiet, load_sample, wait_until
 from wire import records as translate
 from wire import serde
+from wire.views import ExecutionView
 
 
 def wire_roundtrip(schema: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -209,6 +214,8 @@ class Expected:
     state_changes: list[bytes] = field(default_factory=list)  # encoded ExecutionStateChange, sequence 1..n
     submits: list[str] = field(default_factory=list)  # ticket ids, SUBMIT instructions in order
     cancels: list[str] = field(default_factory=list)
+    entries: list[LogEntry] = field(default_factory=list)  # the log, entry seq 1..n
+    history: InMemoryHistory = field(default_factory=InMemoryHistory)
 
 
 @dataclass(frozen=True)
@@ -221,13 +228,15 @@ class _Cause:
 
 def _publish(outcome: Outcome, cause: _Cause, expected: Expected) -> Execution:
     """What `processor.executions.ExecutionsProcessor._publish` emits for an outcome."""
+    expected.history.remember(outcome.remembered)
     execution = outcome.execution
     if outcome.entry is None:
         return execution
     seq = outcome.entry.seq
+    expected.entries.append(outcome.entry)
     expected.state_changes.append(serde.encode("ExecutionStateChange", translate.state_change_record(
         change_id=f"{execution.execution_id}/{seq}", sequence=seq, occurred_at=cause.at,
-        correlation_id=cause.correlation_id, cause_kind=cause.kind, cause_id=cause.id, outcomes=outcome,
+        correlation_id=cause.correlation_id, cause_kind=cause.kind, cause_id=cause.id, outcome=outcome,
     )))
     expected.cancels.extend(outcome.cancel_requests)
     expected.submits.extend(ticket.ticket_id for ticket in outcome.tickets_to_submit)
@@ -287,13 +296,11 @@ def reference_fold(planned: list[PlannedExecution], events: list[OrderEvent]) ->
         before = len(expected.state_changes)
         execution = expected.execution
         cause = _Cause("ORDER_EVENT", event.event_id, execution.definition.origin.correlation_id, event.occurred_at)
-        outcome = apply_order_event(execution, event)
-        if outcome.entry is not None:
-            expected.execution = _publish(outcome, cause, expected)
+        expected.execution = _publish(apply_order_event(execution, event, expected.history), cause, expected)
         total += len(expected.state_changes) - before
         after.append(total)
     for expected in by_execution.values():
-        assert len(expected.state_changes) == len(expected.execution.log)
+        assert len(expected.state_changes) == len(expected.entries) == expected.execution.seq
     return Reference(by_execution, after, created)
 
 
@@ -481,9 +488,24 @@ def check_outputs(reader: CommittedReader, harness: ProcessorHarness, reference:
                                            if actual["execution"].get(k) != wanted["execution"][k]]
                 problems.append(f"{eid} sequence {seq} differs from the reference in {diff}: {detail}")
                 break
-        if _decode_change(got[-1])["execution"] != wire_roundtrip_snapshot(got[-1], expected.execution):
-            problems.append(f"{eid}: final snapshot differs from the reference execution's snapshot")
+        view = ExecutionView(eid)
+        for value in got:
+            view.apply_change(_decode_change(value))
+        want = _decode_snapshot(serde.encode("ExecutionSnapshot", translate.snapshot_record(expected.execution)))
+        folded = {**view.header, "tickets": list(view.tickets.values()), "events": [], "content": "SUMMARY"}
+        if folded != want:
+            problems.append(f"{eid}: the changes folded (wire.views) differ from the reference execution's summary")
+        if view.missing_events:
+            problems.append(f"{eid}: lifecycle rows missing from the stream: {view.missing_events[:10]}")
     assert not problems, "state-change topic differs from the reference fold:\n" + "\n".join(problems[:30])
+
+    table = reader.by_key(topics.execution_snapshots)
+    assert set(table) == set(reference.by_execution), "snapshot rows for unexpected executions"
+    for eid, expected in reference.by_execution.items():
+        want = serde.encode("ExecutionSnapshot", translate.snapshot_record(expected.execution))
+        if table[eid][-1] != want:
+            problems.append(f"{eid}: the latest execution-snapshots row differs from the reference summary")
+    assert not problems, "execution-snapshots table differs from the reference fold:\n" + "\n".join(problems[:30])
 
     instructions = [serde.decode("TicketInstruction", v, topic="t", partition=0, offset=0)
                     for _, _, _, v in reader.records[topics.trade_tickets]]
@@ -504,15 +526,40 @@ def check_outputs(reader: CommittedReader, harness: ProcessorHarness, reference:
     return {"state_changes": sum(len(v) for v in changes.values()), "submits": sum(submits.values())}
 
 
-def wire_roundtrip_snapshot(template: bytes, execution: Execution) -> dict[str, Any]:
-    """The reference snapshot of `execution` as a decoded ExecutionStateChange carries it."""
-    record = _decode_change(template)
-    record["execution"] = translate.snapshot_record(execution)
-    return _decode_change(serde.encode("ExecutionStateChange", record))["execution"]
+def _decode_snapshot(value: bytes) -> dict[str, Any]:
+    return serde.decode("ExecutionSnapshot", value, topic="execution-snapshots", partition=0, offset=0)
 
 
 def _stored_executions(store: PartitionStore) -> dict[str, dict[str, Any]]:
-    return {key[2:].decode(): orjson.loads(value) for key, value in store.items(b"x/")}
+    """Per execution: its head (x/), definition (d/), log entries (l/, by seq) and history facts
+    (f/, e/), as JSON, from a store (layout: processor.state_codecs)."""
+    stored: dict[str, dict[str, Any]] = defaultdict(lambda: {"entries": {}, "fills": {}, "reports": {}})
+    for key, value in store.items(b"x/"):
+        stored[key[2:].decode()]["head"] = orjson.loads(value)
+    for key, value in store.items(b"d/"):
+        stored[key[2:].decode()]["definition"] = orjson.loads(value)
+    for key, value in store.items(b"l/"):
+        eid, _, seq = key[2:].decode().rpartition("/")
+        stored[eid]["entries"][int(seq)] = orjson.loads(value)
+    for prefix, kind in ((b"f/", "fills"), (b"e/", "reports")):
+        for key, value in store.items(prefix):
+            eid, _, rest = key[2:].decode().partition("/")
+            stored[eid][kind][rest] = orjson.loads(value)
+    return dict(stored)
+
+
+def _expected_stored(expected: Expected) -> dict[str, Any]:
+    execution = expected.execution
+    entries = LogEntryCodec(lambda _: execution.definition)
+    history = expected.history
+    return orjson.loads(orjson.dumps({
+        "head": execution.to_primitive(),
+        "definition": execution.definition.to_primitive(),
+        "entries": {str(entry.seq): orjson.loads(entries.encode(entry)) for entry in expected.entries},
+        "fills": {f"{ticket_id}/{fill_id}": fill.to_primitive() for (ticket_id, fill_id), fill in history.fills.items()},
+        "reports": {f"{ticket_id}/{event_id}": [key.to_primitive() for key in keys]
+                    for (ticket_id, event_id), keys in history.seen.items()},
+    }))
 
 
 def _compare_stored(label: str, stored: dict[str, dict[str, Any]], reference: Reference) -> list[str]:
@@ -523,11 +570,12 @@ def _compare_stored(label: str, stored: dict[str, dict[str, Any]], reference: Re
         problems.append(f"{label}: executions missing {missing[:10]}, unexpected {extra[:10]}")
     for eid, expected in reference.by_execution.items():
         if eid in stored:
-            want = orjson.loads(orjson.dumps(expected.execution.to_primitive()))
-            if stored[eid] != want:
-                keys = [k for k in want if stored[eid].get(k) != want[k]]
-                problems.append(f"{label}: {eid} differs in {keys} (stored log {len(stored[eid]['log'])} entries, "
-                                f"reference {len(want['log'])})")
+            want = _expected_stored(expected)
+            got = {**stored[eid], "entries": {str(k): v for k, v in stored[eid]["entries"].items()}}
+            if got != want:
+                keys = [k for k in want if got.get(k) != want[k]]
+                problems.append(f"{label}: {eid} differs in {keys} (stored log {len(got['entries'])} entries, "
+                                f"reference {len(want['entries'])})")
     return problems
 
 

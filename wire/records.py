@@ -202,15 +202,18 @@ def policy_to_record(policy: ExecutionPolicy) -> Record:
         "dry_run": policy.dry_run,
         "critical_sells": policy.critical_sells._value_,
         "partial_funding": policy.partial_funding._value_,
+        "on_critical_rejection": policy.on_critical_rejection._value_,
     }
 
 
 def actor_from_record(record: Mapping[str, Any]) -> Actor:
-    return Actor(requested_by=record["requested_by"], channel=record["channel"])
+    return Actor(requested_by=record["requested_by"], channel=record["channel"],
+                 claimed_requested_by=record.get("claimed_requested_by"))
 
 
 def actor_to_record(actor: Actor) -> Record:
-    return {"requested_by": actor.requested_by, "channel": actor.channel}
+    return {"requested_by": actor.requested_by, "channel": actor.channel,
+            "claimed_requested_by": actor.claimed_requested_by}
 
 
 # --- order events (OrderEvent) ----------------------------------------------------------------------
@@ -387,18 +390,28 @@ def lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
     )
 
 
-def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record:
-    """The ExecutionSnapshot record: summary, every ticket with where it stands, the lifecycle log.
+SnapshotContent: TypeAlias = Literal["FULL", "DELTA", "SUMMARY"]
 
+
+def snapshot_record(
+    execution: Execution,
+    *,
+    content: SnapshotContent = "SUMMARY",
+    tickets: Sequence[str] | None = None,
+    events: Sequence[Record] = (),
+) -> Record:
+    """An ExecutionSnapshot record of `execution` (its head after the last change).
+
+    - ``SUMMARY`` (the execution-snapshots table, command results): every ticket, no lifecycle rows;
+    - ``DELTA`` (inside a state change): only ``tickets`` (the ids the change touched, in ticket
+      order) and ``events`` (the change's own rows, `lifecycle_rows`).
     - ``updated_at`` is the time of the last log entry (the input's own time: an order event's
       occurred_at or a command's issued_at; the domain reads no clock).
-    - ``events`` are the rows of every log entry (``LogEntry.rows()``); ``seq`` numbers the rows
-      1..n without gaps (an entry may give several rows, so it is not the entry's seq).
+    - ``event_count`` is the number of lifecycle rows of the whole log (rows are numbered 1..n
+      without gaps over the log; an entry may give several rows, so a row's seq is not the entry's);
+      ``last_sequence`` the seq of the last log entry, i.e. of the latest state change.
     - ``anomaly_count`` counts the domain's anomalies; overfills are flags, not anomalies, and
       show as ``overfill_qty``.
-
-    With ``with_events=False`` its ``events`` array is empty and the encoder splices the rows in
-    (processor.lifecycle_encoding).
     """
     definition = execution.definition
     proposal = definition.proposal
@@ -406,11 +419,16 @@ def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record
     if origin.idempotency_key is None:
         # Required by the schema; every create command carries one. Never invent it.
         raise ValueError(f"execution {definition.execution_id} has no idempotency key to publish")
+    if content == "SUMMARY":
+        shown: Sequence[Ticket] = definition.tickets
+    else:
+        by_id = definition.tickets_by_id
+        shown = [by_id[ticket_id] for ticket_id in tickets or ()]
     records = execution.records
-    tickets = []
-    for ticket in definition.tickets:
+    rows = []
+    for ticket in shown:
         record = records[ticket.ticket_id]
-        tickets.append(
+        rows.append(
             {
                 "ticket": ticket_union_value(ticket),  # as generated; order_quantity carries any scaling
                 "status": record.state._value_,
@@ -424,14 +442,7 @@ def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record
                 "reason": record.reason,
             }
         )
-    events: list[Record] = []
-    if with_events:
-        anomalies = 0
-        for entry in execution.log:
-            anomalies += len(entry.anomalies)
-            events.extend(lifecycle_rows(entry, len(events) + 1))
-    else:  # the caller splices the encoded rows in (processor.lifecycle_encoding)
-        anomalies = sum(len(entry.anomalies) for entry in execution.log)
+    open_tickets = execution.open_ticket_count
     return {
         "execution_id": definition.execution_id,
         "proposal_id": proposal.proposal_id,
@@ -440,14 +451,20 @@ def snapshot_record(execution: Execution, *, with_events: bool = True) -> Record
         "portfolio_id": proposal.portfolio_id,
         "status": execution.state._value_,
         "created_at": definition.created_at,
-        "updated_at": execution.log[-1].recorded_at,
+        "updated_at": execution.updated_at or definition.created_at,
         "idempotency_key": origin.idempotency_key,
         "request_hash": definition.request_hash,
         "policy": policy_to_record(definition.policy),
         "actor": actor_to_record(origin.actor),
-        "tickets": tickets,
-        "events": events,
-        "anomaly_count": anomalies,
+        "tickets": rows,
+        "events": list(events) if content == "DELTA" else [],
+        "anomaly_count": execution.anomaly_count,
+        "content": content,
+        "ticket_count": len(definition.tickets),
+        "open_ticket_count": open_tickets,
+        "is_complete": open_tickets == 0,
+        "event_count": execution.row_count,
+        "last_sequence": execution.seq,
     }
 
 
@@ -485,52 +502,41 @@ def state_change_record(
     correlation_id: str | None,
     cause_kind: CauseKind,
     cause_id: str,
-    outcomes: Outcome | Sequence[Outcome],
-    execution: Execution | None = None,
-    with_events: bool = True,
+    outcome: Outcome,
 ) -> Record:
-    """An ExecutionStateChange record for what one input did.
+    """The ExecutionStateChange record of one log entry (``outcome.entry``): what changed, never the rest.
 
-    ``outcomes``: the domain outcome(s) of that input, in order (e.g. ``create_execution`` then
-    ``mark_released`` for each ticket handed over). ``execution`` defaults to the last outcome's.
-    - ``execution_transition``: from the state before the first outcome (None if it created the
-      execution) to the final state; None if the state ended where it started.
+    - ``execution`` is a DELTA snapshot: the header and counters after the change, the current
+      state of the tickets the change touched (``outcome.changed_tickets``) and the change's own
+      lifecycle rows, numbered on from the rows before it. Its size depends on what the input
+      touched, not on the execution's history.
+    - ``execution_transition``: from the state before (None when the change created the
+      execution) to the state after; None if the state did not change.
     - ``ticket_transitions``: every ticket change whose state moved (fills within a state, keeps
-      and scalings are visible in the snapshot, not here); a creation gives None -> PENDING_SUBMIT
-      for every ticket.
+      and scalings show in the tickets, not here); a creation gives None -> PENDING_SUBMIT for
+      every ticket.
     """
-    if isinstance(outcomes, Outcome):
-        outcomes = (outcomes,)
-    if not outcomes:
-        raise ValueError("state_change_record needs at least one outcome")
-    final = outcomes[-1].execution if execution is None else execution
-    first = outcomes[0]
-    created = first.entry is not None and first.entry.state_before is None
-    before: str | None = None if created else first.state_before._value_
-    after = final.state._value_
+    entry = outcome.entry
+    if entry is None:
+        raise ValueError("a duplicate (no log entry) has no state change")
+    execution = outcome.execution
+    before: str | None = None if entry.state_before is None else entry.state_before._value_
+    after = entry.state_after._value_
     transitions: list[Record] = []
-    for outcome in outcomes:
-        entry = outcome.entry
-        if entry is None:  # a duplicate changed nothing
-            continue
-        if entry.state_before is None:
-            pending = TicketState.PENDING_SUBMIT._value_
-            transitions.extend(
-                {"ticket_id": ticket.ticket_id, "from_state": None, "to_state": pending}
-                for ticket in outcome.execution.definition.tickets
+    if entry.state_before is None:
+        pending = TicketState.PENDING_SUBMIT._value_
+        transitions.extend(
+            {"ticket_id": ticket.ticket_id, "from_state": None, "to_state": pending}
+            for ticket in execution.definition.tickets
+        )
+    for change in entry.changes:
+        if change.from_state is not change.to_state:
+            transitions.append(
+                {"ticket_id": change.ticket_id, "from_state": change.from_state._value_, "to_state": change.to_state._value_}
             )
-        for change in entry.changes:
-            if change.from_state is not change.to_state:
-                transitions.append(
-                    {
-                        "ticket_id": change.ticket_id,
-                        "from_state": change.from_state._value_,
-                        "to_state": change.to_state._value_,
-                    }
-                )
     return {
         "change_id": change_id,
-        "execution_id": final.execution_id,
+        "execution_id": execution.execution_id,
         "sequence": sequence,
         "occurred_at": occurred_at,
         "correlation_id": correlation_id,
@@ -539,7 +545,10 @@ def state_change_record(
         if before == after
         else (EXECUTION_TRANSITION, {"from_state": before, "to_state": after}),
         "ticket_transitions": transitions,
-        "execution": snapshot_record(final, with_events=with_events),
+        "execution": snapshot_record(
+            execution, content="DELTA", tickets=outcome.changed_tickets,
+            events=lifecycle_rows(entry, outcome.first_row_seq),
+        ),
     }
 
 

@@ -66,7 +66,15 @@ ORDER_EVENTS = Topic(
 EXECUTION_STATE_CHANGES = Topic(
     "execution-state-changes", "execution-state-changes", "ExecutionStateChange", "execution_id",
     producers=("processor",), consumers=("gateway read model", "status consumers"),
-    delivery=_EXACTLY_ONCE + "; sequence is per execution, from 1, without gaps")
+    delivery=_EXACTLY_ONCE + "; sequence is per execution, from 1, without gaps; each change carries what "
+             "changed (DELTA): fold them in sequence order to rebuild the execution (docs/wire.md)")
+# The latest summary of each execution (every ticket, counters, no log): compacted, keyed like the
+# state changes, written at most once per execution per transaction: the table view of the stream.
+EXECUTION_SNAPSHOTS = Topic(
+    "execution-snapshots", "execution-snapshots", "ExecutionSnapshot", "execution_id",
+    producers=("processor",), consumers=("gateway read model", "status consumers"),
+    delivery=_EXACTLY_ONCE + "; compacted: the latest row per execution, written at most once per execution per "
+             "transaction; last_sequence says which state change it reflects")
 DEAD_LETTERS = Topic(
     "dead-letters", "dead-letters", "DeadLetter", "original_key",
     producers=("processor",), consumers=("operators",),
@@ -87,6 +95,7 @@ TOPICS: tuple[Topic, ...] = (
     TRADE_TICKETS,
     ORDER_EVENTS,
     EXECUTION_STATE_CHANGES,
+    EXECUTION_SNAPSHOTS,
     DEAD_LETTERS,
     ADMISSION_REQUESTS,
     ADMISSION_DECISIONS,
@@ -102,6 +111,7 @@ class TopicNames:
     trade_tickets: str
     order_events: str
     execution_state_changes: str
+    execution_snapshots: str
     dead_letters: str
     admission_requests: str
     admission_decisions: str

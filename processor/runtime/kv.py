@@ -119,11 +119,17 @@ class KeyValueStore(Generic[T]):
         self._clean.clear()
         self._dirty.clear()
 
+    def written(self) -> list[tuple[str, T]]:
+        """The values written (not deleted) in the open transaction, by key."""
+        return [(key, value) for key, value in self._dirty.items() if value is not Marker.DELETED]  # type: ignore[misc]
+
     @property
     def cached(self) -> int:
         return len(self._clean)
 
     def _remember(self, key: str, value: T) -> None:
+        if self._max_cached <= 0:  # write-once facts looked up by id: a cache would rarely hit
+            return
         if len(self._clean) >= self._max_cached and key not in self._clean:
             self._clean.clear()  # cheap bound: a cold read costs one RocksDB get and a decode
         self._clean[key] = value

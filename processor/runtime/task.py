@@ -87,6 +87,10 @@ class TaskProcessor(Protocol):
         """Input topic name -> handler. A handler raises a bad-input error to dead-letter its record."""
         ...
 
+    def prepare_commit(self, txn: KafkaTransaction) -> None:
+        """Produce what belongs to the transaction as a whole (once per transaction, not per record)."""
+        ...
+
 
 class DeadLetterSink(Protocol):
     def dead_letter(self, txn: KafkaTransaction, message: Message, error: BaseException, *, bug: bool) -> None: ...
@@ -169,6 +173,8 @@ class Task:
     def prepare_commit(self, txn: KafkaTransaction) -> None:
         """Send every value written in the open transaction to the changelog, encoded once."""
         self._require(TaskState.RUNNING)
+        if self._processor is not None:
+            self._processor.prepare_commit(txn)
         for kv in self.stores:
             kv.flush(self._staged)
         self._staged.produce_changelog(txn)

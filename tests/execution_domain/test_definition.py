@@ -19,3 +19,19 @@ def test_definition_round_trips_and_rebuilds_its_indexes() -> None:
     restored = ExecutionDefinition.from_primitive(json.loads(json.dumps(definition.to_primitive())))
     assert restored == definition
     assert restored.dependants == definition.dependants and restored.tickets_by_id == definition.tickets_by_id
+
+
+def test_definition_keeps_its_attempt_and_a_stored_one_without_it_is_the_first() -> None:
+    definition = new_execution("rfc_accept_all", attempt=2).execution.definition
+    primitive = json.loads(json.dumps(definition.to_primitive()))
+    assert primitive["attempt"] == 2 and ExecutionDefinition.from_primitive(primitive) == definition
+    first = new_execution("rfc_accept_all").execution.definition
+    stored_before_attempts = {k: v for k, v in first.to_primitive().items() if k != "attempt"}
+    restored = ExecutionDefinition.from_primitive(stored_before_attempts)
+    assert restored == first and restored.attempt == 1
+
+
+def test_the_graph_is_derived_not_stored() -> None:
+    definition = new_execution("sgd_multi_currency").execution.definition
+    assert "graph" not in definition.to_primitive()
+    assert [definition.graph.position[t.ticket_id] for t in definition.tickets] == list(range(5))

@@ -10,15 +10,17 @@ from execution_domain.definition import ExecutionDefinition, ProposalRef
 from execution_domain.execution_state import (
     PRECEDENCE,
     ExecutionState,
+    TicketTally,
     derive_execution_state,
     execution_facts,
+    state_from_facts,
 )
 from execution_domain.fills import FillLedger
 from execution_domain.policy import CriticalSells, ExecutionPolicy
 from execution_domain.request import Actor, RequestOrigin
 from execution_domain.ticket_state import TERMINAL_TICKET_STATES, TicketRecord, TicketState
 from execution_domain.tickets import generate_tickets
-from testkit.domain import DOMAIN_DOC, POLICY, at, load_sample, precedence_table_markdown
+from testkit.domain import DOMAIN_DOC, POLICY, at, load_sample, policy_of, precedence_table_markdown
 
 S, E = TicketState, ExecutionState
 D = Decimal
@@ -33,7 +35,9 @@ def definition(sample: str, policy: ExecutionPolicy = POLICY) -> ExecutionDefini
                                RequestOrigin(Actor("a", "b")), "sha256:" + "0" * 64, at(0))
 
 
-def state_of(sample: str, spec: list[tuple[TicketState, str]], *, policy: ExecutionPolicy = POLICY, cancel: bool = False) -> ExecutionState:
+def state_of(
+    sample: str, spec: list[tuple[TicketState, str]], *, policy: ExecutionPolicy = POLICY, cancel: bool = False
+) -> ExecutionState:
     """``spec``: (state, filled qty) per ticket, in ticket order."""
     d = definition(sample, policy)
     records = {}
@@ -52,7 +56,7 @@ X = "rfc_fx_reject"
 
 
 def policy(**fields: object) -> ExecutionPolicy:
-    return ExecutionPolicy(max_slippage_bps="25", **fields)
+    return policy_of(max_slippage_bps="25", **fields)
 
 
 CASES = [
@@ -67,7 +71,8 @@ CASES = [
      policy(allow_partial_fills=False), False, E.PARTIALLY_FILLED),
     ("fx with a dependent buy rejected", R, [(F, "100"), (REJ, "0"), (CXL, "0")], POLICY, False, E.REJECTED),
     ("fx rejected while other tickets still work", X, [(PF, "10"), (REJ, "0"), (CXL, "0")], POLICY, False, E.REJECTED),
-    ("buy rejected is not critical: done, incomplete", X, [(F, "2000"), (F, "1500"), (REJ, "0")], POLICY, False, E.PARTIALLY_FILLED),
+    ("buy rejected is not critical: done, incomplete", X, [(F, "2000"), (F, "1500"), (REJ, "0")], POLICY, False,
+     E.PARTIALLY_FILLED),
     ("funding sell rejected, critical_sells FUNDING", R, [(REJ, "0"), (CXL, "0"), (CXL, "0")], POLICY, False, E.REJECTED),
     ("funding sell rejected, critical_sells NONE", R, [(REJ, "0"), (CXL, "0"), (CXL, "0")],
      policy(critical_sells=CriticalSells.NONE), False, E.REJECTED),  # nothing filled, a ticket rejected
@@ -82,7 +87,10 @@ CASES = [
 
 
 @pytest.mark.parametrize(("name", "sample", "spec", "policy_", "cancel", "expected"), CASES, ids=[c[0] for c in CASES])
-def test_execution_state_precedence(name: str, sample: str, spec: list, policy_: ExecutionPolicy, cancel: bool, expected: ExecutionState) -> None:
+def test_execution_state_precedence(
+    name: str, sample: str, spec: list[tuple[TicketState, str]], policy_: ExecutionPolicy, cancel: bool,
+    expected: ExecutionState,
+) -> None:
     assert state_of(sample, spec, policy=policy_, cancel=cancel) is expected
 
 
@@ -106,20 +114,74 @@ ticket_states = st.sampled_from(list(S))
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(ticket_states, st.integers(0, 12000)), min_size=5, max_size=5),
        st.sampled_from(list(CriticalSells)), st.booleans(), st.booleans())
-def test_execution_state_properties(spec: list, critical: CriticalSells, allow_partial: bool, cancel: bool) -> None:
+def test_execution_state_properties(
+    spec: list[tuple[TicketState, int]], critical: CriticalSells, allow_partial: bool, cancel: bool
+) -> None:
     policy_ = policy(critical_sells=critical, allow_partial_fills=allow_partial)
-    spec = [(s, "0" if s in (PS, SUB, ACC, REJ) else str(q)) for s, q in spec]
-    state = state_of("sgd_multi_currency", spec, policy=policy_, cancel=cancel)
-    assert state is state_of("sgd_multi_currency", spec, policy=policy_, cancel=cancel)  # a pure function
-    all_terminal = all(s in TERMINAL_TICKET_STATES for s, _ in spec)
+    spec_ = [(s, "0" if s in (PS, SUB, ACC, REJ) else str(q)) for s, q in spec]
+    state = state_of("sgd_multi_currency", spec_, policy=policy_, cancel=cancel)
+    assert state is state_of("sgd_multi_currency", spec_, policy=policy_, cancel=cancel)  # a pure function
+    all_terminal = all(s in TERMINAL_TICKET_STATES for s, _ in spec_)
     if state is E.FILLED:
         assert all_terminal
-        assert all(s is F or (s is CXL and D(q) > 0 and allow_partial) for s, q in spec)
-    fx_state = spec[2][0]  # the FX funds the US ETF BUY
+        assert all(s is F or (s is CXL and D(q) > 0 and allow_partial) for s, q in spec_)
+    fx_state = spec_[2][0]  # the FX funds the US ETF BUY
     if fx_state is REJ:
         assert state is E.REJECTED
-    if all(s is PS for s, _ in spec):
+    if all(s is PS for s, _ in spec_):
         assert state is E.CREATED
+
+
+# --- the tally: counts kept ticket by ticket --------------------------------------------------------
+
+
+def record_of(ticket_id: str, order_qty: Decimal, state: TicketState, filled: int, submitted: bool) -> TicketRecord:
+    filled_qty = D(0) if state in (PS, SUB, ACC, REJ) else D(filled)
+    return TicketRecord(ticket_id, state, order_qty, FillLedger(filled_qty=filled_qty, notional=filled_qty),
+                        submitted_at=at(1) if submitted or state is not PS else None)
+
+
+record_specs = st.tuples(ticket_states, st.integers(0, 12000), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["sgd_multi_currency", "rfc_accept_all", "rfc_fx_reject", "usd_cash_flow_eur"]),
+       st.sampled_from(list(CriticalSells)), st.booleans(), st.data())
+def test_a_tally_moved_ticket_by_ticket_equals_counting_every_ticket(
+    sample: str, critical: CriticalSells, allow_partial: bool, data: st.DataObject
+) -> None:
+    policy_ = policy(critical_sells=critical, allow_partial_fills=allow_partial)
+    d = definition(sample, policy_)
+    tickets = d.tickets
+    records = {
+        t.ticket_id: record_of(t.ticket_id, t.order_quantity, *data.draw(record_specs)) for t in tickets
+    }
+    tally = TicketTally.of(tickets, records, d.dependants, policy_)
+    moves = data.draw(st.lists(st.tuples(st.integers(0, len(tickets) - 1), record_specs), max_size=25))
+    for index, spec in moves:
+        ticket = tickets[index]
+        after = record_of(ticket.ticket_id, ticket.order_quantity, *spec)
+        tally = tally.moved(ticket, records[ticket.ticket_id], after, d.dependants, policy_)
+        records[ticket.ticket_id] = after
+        assert tally == TicketTally.of(tickets, records, d.dependants, policy_)
+        for cancel in (False, True):
+            facts = execution_facts(tickets, records, d.dependants, policy_, cancel)
+            assert tally.facts(cancel) == facts
+            assert state_from_facts(tally.facts(cancel)) is derive_execution_state(
+                tickets, records, d.dependants, policy_, cancel)
+        assert tally.open == sum(not r.is_terminal for r in records.values())
+
+
+def test_a_move_that_changes_no_count_returns_the_same_tally() -> None:
+    d = definition(R)
+    sell = d.tickets[0]
+    partial = record_of(sell.ticket_id, sell.order_quantity, PF, 10, True)
+    records = {t.ticket_id: record_of(t.ticket_id, t.order_quantity, PS, 0, False) for t in d.tickets}
+    records[sell.ticket_id] = partial
+    tally = TicketTally.of(d.tickets, records, d.dependants, POLICY)
+    more = record_of(sell.ticket_id, sell.order_quantity, PF, 20, True)
+    assert tally.moved(sell, partial, more, d.dependants, POLICY) is tally
+    assert (tally.tickets, tally.open, tally.filled, tally.submitted) == (3, 3, 1, 1)
 
 
 def test_the_domain_doc_shows_the_precedence_table_as_coded() -> None:

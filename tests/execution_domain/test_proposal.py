@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from execution_domain.canonical import canonical_sha256
 from execution_domain.proposal import (
@@ -119,7 +120,8 @@ SGD_BUY = {
     "intent_type": "SECURITY_TRADE", "intent_id": "oi_buy_sg", "dependencies": [], "instrument_id": "SG_EQ",
     "side": "BUY", "quantity": "5", "currency": "SGD", "indicative_price": "3",
 }
-CASH = {"intent_type": "CASH_FLOW", "intent_id": "oi_cash", "dependencies": [], "currency": "SGD", "amount": "0", "description": "x"}
+CASH = {"intent_type": "CASH_FLOW", "intent_id": "oi_cash", "dependencies": [], "currency": "SGD", "amount": "0",
+        "description": "x"}
 
 # rfc_accept_all: [0] SELL SGD, [1] FX USD/SGD depends on [0], [2] BUY USD depends on [1]
 SEMANTIC_CASES = {
@@ -253,5 +255,5 @@ def test_all_structural_problems_come_back_at_once_with_paths() -> None:
 def test_parse_artifact_returns_an_immutable_model() -> None:
     artifact = parse_artifact(load_sample_raw("rfc_accept_all"))
     assert isinstance(artifact, ProposalArtifact)
-    with pytest.raises(Exception):
-        artifact.proposal_id = "other"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        artifact.proposal_id = "other"

@@ -11,8 +11,7 @@ from fractions import Fraction
 import pytest
 
 from execution_domain.canonical import canonical_sha256
-from execution_domain.policy import ExecutionPolicy
-from execution_domain.proposal import Side, parse_artifact, seal_artifact
+from execution_domain.proposal import ProposalArtifact, Side, parse_artifact, seal_artifact
 from execution_domain.tickets import (
     CashTransferTicket,
     FxSpotOrderTicket,
@@ -24,7 +23,7 @@ from execution_domain.tickets import (
     tickets_canonical_json,
     tickets_to_primitive,
 )
-from testkit.domain import GOLDEN_DIR, POLICY, REPO_ROOT, SAMPLE_NAMES, load_sample, load_sample_raw
+from testkit.domain import GOLDEN_DIR, POLICY, REPO_ROOT, SAMPLE_NAMES, load_sample, load_sample_raw, policy_of
 
 
 def golden_document(name: str) -> str:
@@ -97,6 +96,48 @@ def test_ticket_id_is_tkt_plus_sha1_of_version_hash_and_intent_id() -> None:
         assert ticket.ticket_id == ticket_id_for(artifact.proposal_version_hash, ticket.intent_id)
 
 
+def test_the_first_attempt_gives_exactly_the_rfc_6_2_ids() -> None:
+    for name in SAMPLE_NAMES:
+        artifact = load_sample(name)
+        first = generate_tickets(artifact, POLICY, 1)
+        assert first == generate_tickets(artifact, POLICY)
+        for ticket in first:
+            seed = (artifact.proposal_version_hash + ticket.intent_id).encode("utf-8")
+            assert ticket.ticket_id == "tkt_" + hashlib.sha1(seed).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("attempt", [2, 3, 17])
+def test_a_later_attempt_gives_other_ids_by_a_fixed_rule(attempt: int) -> None:
+    artifact = load_sample("sgd_multi_currency")
+    first, later = generate_tickets(artifact, POLICY), generate_tickets(artifact, POLICY, attempt)
+    for ticket in later:
+        seed = f"{artifact.proposal_version_hash}{ticket.intent_id}#{attempt}".encode()
+        assert ticket.ticket_id == "tkt_" + hashlib.sha1(seed).hexdigest()[:12]
+        assert ticket.ticket_id == ticket_id_for(artifact.proposal_version_hash, ticket.intent_id, attempt)
+    assert {t.ticket_id for t in first}.isdisjoint({t.ticket_id for t in later})
+    assert later == generate_tickets(artifact, POLICY, attempt)  # deterministic: a replay gives the same ids
+    # Everything but the ids is the same, and dependencies name the same attempt's tickets.
+    by_intent = {t.intent_id: t.ticket_id for t in later}
+    for one, other in zip(first, later, strict=True):
+        assert one.intent_id == other.intent_id
+        assert other.dependencies == tuple(
+            by_intent[next(t.intent_id for t in first if t.ticket_id == d)] for d in one.dependencies)
+        same = {k: v for k, v in one.to_primitive().items() if k not in ("ticket_id", "dependencies")}
+        assert same == {k: v for k, v in other.to_primitive().items() if k not in ("ticket_id", "dependencies")}
+
+
+def test_attempts_never_share_a_ticket_id() -> None:
+    artifact = load_sample("usd_cash_flow_eur")
+    ids = [t.ticket_id for attempt in range(1, 21) for t in generate_tickets(artifact, POLICY, attempt)]
+    assert len(ids) == len(set(ids)) == 20 * 5
+
+
+@pytest.mark.parametrize("attempt", [0, -1])
+def test_attempt_numbers_start_at_one(attempt: int) -> None:
+    with pytest.raises(ValueError):
+        generate_tickets(load_sample("rfc_accept_all"), POLICY, attempt)
+
+
 def test_dependencies_are_mapped_from_intent_ids_to_ticket_ids_in_order() -> None:
     artifact = load_sample("sgd_multi_currency")
     tickets = {t.intent_id: t for t in generate_tickets(artifact, POLICY)}
@@ -111,12 +152,14 @@ def test_a_new_proposal_version_gives_new_ticket_ids() -> None:
     raw["version_no"] = 3
     v3 = parse_artifact(seal_artifact(raw))
     v2 = load_sample("rfc_accept_all")
-    ids = lambda a: {t.ticket_id for t in generate_tickets(a, POLICY)}  # noqa: E731
+    def ids(artifact: ProposalArtifact) -> set[str]:
+        return {t.ticket_id for t in generate_tickets(artifact, POLICY)}
+
     assert ids(v2).isdisjoint(ids(v3))
 
 
 def test_security_ticket_has_the_rfc_6_3_1_schema_with_policy_fields() -> None:
-    policy = ExecutionPolicy(max_slippage_bps="30", time_in_force="GTC", order_type="LIMIT")
+    policy = policy_of(max_slippage_bps="30", time_in_force="GTC", order_type="LIMIT")
     buy = generate_tickets(load_sample("rfc_accept_all"), policy)[2]
     primitive = buy.to_primitive()
     assert set(primitive) == {

@@ -46,7 +46,7 @@ def test_mock_oms_drives_each_rfc_scenario_to_its_final_state(harness: Processor
         thread.join(10)
         delivery.flush()
 
-    rejected = harness.state_changes(executions["rfc_fx_reject"])[-1]["execution"]
+    rejected = harness.view(executions["rfc_fx_reject"]).snapshot()
     assert all(not t["released"] for t in rejected["tickets"] if t["ticket"].get("side") == "BUY")
     partial = [c["execution"]["status"] for c in harness.state_changes(executions["rfc_partial_then_fill"])]
     assert "PARTIALLY_FILLED" in partial

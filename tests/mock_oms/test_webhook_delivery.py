@@ -44,5 +44,5 @@ def test_mock_oms_drives_executions_through_the_signed_webhook(harness: Processo
     assert delivery.rejected == []
     assert service.events_sent > 0
     # The events came in through the webhook: their ids are the OMS's, their source the mock's.
-    final = harness.state_changes(executions[accept["proposal_id"]])[-1]["execution"]
+    final = harness.view(executions[accept["proposal_id"]]).snapshot()
     assert all(t["external_order_id"].startswith("OMS-") for t in final["tickets"])

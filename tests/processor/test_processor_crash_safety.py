@@ -50,7 +50,8 @@ def test_sigkilled_processor_restarted_ends_equal_to_the_reference_fold_without_
     reference = reference_fold(planned, events)
 
     topics = harness.topics
-    reader = CommittedReader(harness.bootstrap, [topics.execution_state_changes, topics.trade_tickets, topics.dead_letters])
+    reader = CommittedReader(harness.bootstrap, [topics.execution_state_changes, topics.execution_snapshots,
+                                                 topics.trade_tickets, topics.dead_letters])
     # The stream keeps flowing: each chunk is produced right after a kill, so the restarted
     # processor (which gets its partitions back once the killed member's session has timed out)
     # faces a backlog; the next kill comes once a varying share of that backlog is committed (the

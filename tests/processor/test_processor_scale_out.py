@@ -51,8 +51,8 @@ def test_group_of_three_with_one_added_and_two_removed_mid_stream_ends_equal_to_
         members = {name: harness.spawn(name) for name in ("p1", "p2", "p3")}
         create_all(harness, planned)
         reference = reference_fold(planned, events)
-        reader = CommittedReader(harness.bootstrap, [topics.execution_state_changes, topics.trade_tickets,
-                                                     topics.dead_letters])
+        reader = CommittedReader(harness.bootstrap, [topics.execution_state_changes, topics.execution_snapshots,
+                                                     topics.trade_tickets, topics.dead_letters])
 
         # The events flow steadily in the background while the membership changes, each at a point
         # of the stream: a fourth member joins, one leaves cleanly (revoke: it commits what it has

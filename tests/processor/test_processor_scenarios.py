@@ -38,7 +38,7 @@ def test_all_tickets_accepted_and_filled_ends_filled_in_dependency_order(harness
 
     oms.run_until(lambda: harness.latest_status(execution_id) == "FILLED")
 
-    final = harness.state_changes(execution_id)[-1]["execution"]
+    final = harness.view(execution_id).snapshot()  # every ticket: the changes folded as a consumer does
     assert all(t["status"] == "FILLED" for t in final["tickets"])
     # Released in dependency order: SELL before the FX it funds, FX before the BUY.
     submitted = [i["ticket"]["ticket_type"] + ":" + i["ticket"].get("side", "") for i in harness.instructions(execution_id)]
@@ -61,7 +61,7 @@ def test_fx_rejected_blocks_the_dependent_buy_and_rejects_the_execution(harness:
     oms.pump()
     harness.outputs.drain(0.5)
 
-    final = harness.state_changes(execution_id)[-1]["execution"]
+    final = harness.view(execution_id).snapshot()  # every ticket: the changes folded as a consumer does
     buys = [t for t in final["tickets"] if t["ticket"].get("side") == "BUY"]
     assert buys and all(t["status"] == "CANCELLED" and not t["released"] for t in buys)
     released = {i["ticket"]["ticket_id"] for i in harness.instructions(execution_id)}
@@ -83,7 +83,7 @@ def test_partial_fill_then_fill_passes_through_partially_filled(harness: Process
 
     statuses = [c["execution"]["status"] for c in harness.state_changes(execution_id)]
     assert "PARTIALLY_FILLED" in statuses and statuses[-1] == "FILLED"
-    final = harness.state_changes(execution_id)[-1]["execution"]
+    final = harness.view(execution_id).snapshot()  # every ticket: the changes folded as a consumer does
     for ticket in final["tickets"]:
         if ticket["ticket"]["ticket_type"] == "SECURITY_ORDER":
             assert ticket["filled_qty"] == ticket["order_quantity"]

@@ -48,7 +48,7 @@ class RecordingTxn:
     def deliver_changelog(self, first_offset: int) -> None:
         """Play the delivery reports of the changelog records, at consecutive offsets."""
         for offset, report in enumerate(self.deliveries, first_offset):
-            report(None, Message(topic="changelog", partition=0, offset=offset))
+            report(None, Record("changelog", 0, offset))
         self.deliveries.clear()
 
 
@@ -75,6 +75,9 @@ class Notes:
     def handlers(self) -> dict[str, Callable[[Message], None]]:
         return {"in": self.handle}
 
+    def prepare_commit(self, txn: Any) -> None:
+        """Nothing per transaction."""
+
     def handle(self, message: Message) -> None:
         command, _, arg = message.value().decode().partition(" ")
         key = message.key().decode()
@@ -89,8 +92,40 @@ class Notes:
             raise Bad(f"refused after writing {key}") if arg == "bad" else RuntimeError("a bug after writing")
 
 
+@dataclass(frozen=True)
+class Record:
+    """Stands in for a consumed confluent_kafka.Message (which older client versions cannot build)."""
+
+    _topic: str
+    _partition: int
+    _offset: int
+    _key: bytes | None = None
+    _value: bytes | None = None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+    def error(self) -> None:
+        return None
+
+
 def record(offset: int, key: str, value: str) -> Message:
-    return Message(topic="in", partition=0, offset=offset, key=key.encode(), value=value.encode())
+    return Record("in", 0, offset, key.encode(), value.encode())  # type: ignore[return-value]
 
 
 @pytest.fixture

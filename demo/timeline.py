@@ -16,6 +16,7 @@ from confluent_kafka import Consumer
 
 from status_consumer.changes import StateChange, read_change
 from status_consumer.format import change_parts
+from wire.views import ExecutionView
 
 WIDTH = 100
 TERMINAL = frozenset({"FILLED", "REJECTED", "CANCELLED"})
@@ -41,12 +42,13 @@ class Watch:
     consumer: Consumer
     by_execution: dict[str, list[StateChange]] = field(default_factory=dict)
     printed: dict[str, int] = field(default_factory=dict)  # changes printed, per execution
+    views: dict[str, ExecutionView] = field(default_factory=dict)  # each execution folded from its changes
 
     def poll(self) -> None:
         for message in self.consumer.consume(100, timeout=0.2):
             if message.error():
                 continue
-            change = read_change(message)
+            change = read_change(message, self.views)
             self.by_execution.setdefault(change.execution_id, []).append(change)
 
     def follow(self, execution_id: str, done: Callable[[list[StateChange]], bool], timeout_s: float,

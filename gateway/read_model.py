@@ -46,6 +46,7 @@ from kafka_client.settings import KafkaSettings
 from observability.tracing import TRACEPARENT_HEADER, TRACESTATE_HEADER
 from wire import formats
 from wire.errors import DecodeError
+from wire.views import ExecutionView
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ class ReadModel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: PollThread | None = None
         self._sync_requests: queue.SimpleQueue[asyncio.Future[bool]] = queue.SimpleQueue()
+        self._views: dict[str, ExecutionView] = {}  # consumer thread only
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -293,6 +295,7 @@ class ReadModel:
     def _decode(self, messages: list[Any]) -> list[ExecutionEntry]:
         newest: dict[str, dict[str, Any]] = {}
         origins: dict[str, Origin] = {}
+        views = self._views
         for message in messages:
             error = message.error()
             if error is not None:
@@ -308,9 +311,12 @@ class ReadModel:
                                  "offset": message.offset()})
                 continue
             execution_id = change["execution_id"]
-            held = newest.get(execution_id)
-            if held is None or change["sequence"] > held["sequence"]:
-                newest[execution_id] = change
+            # A change carries only what changed: fold it into the execution's view (wire.views).
+            view = views.get(execution_id)
+            if view is None:
+                view = views[execution_id] = ExecutionView(execution_id)
+            if view.apply_change(change):
+                newest[execution_id] = {**change, "execution": view.snapshot()}
             origin = origin_of(change, message.headers())
             if origin is not None and (origin.from_create or execution_id not in origins):
                 origins[execution_id] = origin

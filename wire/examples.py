@@ -71,11 +71,11 @@ def policy() -> dict[str, Any]:
     return {
         "time_in_force": "DAY", "order_type": "MARKET", "allow_partial_fills": True,
         "max_slippage_bps": Decimal("25"), "dry_run": False,
-        "critical_sells": "FUNDING", "partial_funding": "SCALE_DOWN",
+        "critical_sells": "FUNDING", "partial_funding": "SCALE_DOWN", "on_critical_rejection": "CANCEL_REMAINING",
     }
 
 
-ACTOR = {"requested_by": "advisor_001", "channel": "ADVISOR_APP"}
+ACTOR = {"requested_by": "advisor_001", "channel": "ADVISOR_APP", "claimed_requested_by": None}
 
 
 def _common(intent_id: str, ticket_type: str, deps: list[str]) -> dict[str, Any]:
@@ -108,7 +108,8 @@ def cash_ticket() -> dict[str, Any]:
     return {**_common("oi_cash_1", "CASH_TRANSFER", []), "currency": "SGD", "amount": Decimal("-250.75")}
 
 
-def snapshot(status: str = "PARTIALLY_FILLED") -> dict[str, Any]:
+def snapshot(status: str = "PARTIALLY_FILLED", content: str = "DELTA") -> dict[str, Any]:
+    """A DELTA (in a state change: its tickets and rows), or with content SUMMARY a table row (no rows)."""
     return {
         "execution_id": "exec_20260218_abc", "proposal_id": "prop_123", "version_no": 2,
         "proposal_version_hash": PROPOSAL_HASH, "portfolio_id": "pf_001", "status": status,
@@ -153,7 +154,13 @@ def snapshot(status: str = "PARTIALLY_FILLED") -> dict[str, Any]:
             },
         ],
         "anomaly_count": 1,
+        "content": content, "ticket_count": 3, "open_ticket_count": 2, "is_complete": False,
+        "event_count": 3, "last_sequence": 7,
     }
+
+
+def summary() -> dict[str, Any]:
+    return {**snapshot(content="SUMMARY"), "events": []}
 
 
 def order_event(**overrides: Any) -> dict[str, Any]:
@@ -274,12 +281,13 @@ SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
     ("AdmissionDecision", "admitted", {
         "request_id": "cmd_1", "execution_id": "exec_20260218_abc", "proposal_id": "prop_123", "version_no": 2,
         "correlation_id": "corr-1", "decided_at": at(9), "outcome": "ADMITTED", "artifact": proposal(),
-        "existing_execution_id": None, "reason": None,
+        "existing_execution_id": None, "reason": None, "attempt": 2,
     }),
     ("AdmissionDecision", "version-in-use", {
         "request_id": "cmd_9", "execution_id": "exec_other", "proposal_id": "prop_123", "version_no": 2,
         "correlation_id": "corr-9", "decided_at": at(19), "outcome": "VERSION_IN_USE", "artifact": None,
         "existing_execution_id": "exec_20260218_abc", "reason": "version 2 is being executed by exec_20260218_abc",
+        "attempt": 1,
     }),
     ("DeadLetter", "undecodable-order-event", {
         "original_topic": "order-events", "original_partition": 2, "original_offset": 1534,
@@ -290,12 +298,15 @@ SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
         ],
         "reason": "cannot decode OrderEvent from order-events[2]@1534: unknown writer schema fingerprint",
         "error_type": "DecodeError", "failed_at": at(44), "instance_id": "processor-0",
+        "original_value_size": 12, "original_value_sha256": "9" * 64, "original_value_truncated": False,
     }),
     ("DeadLetter", "tombstone", {
         "original_topic": "order-events", "original_partition": 0, "original_offset": 0,
         "original_key": None, "original_value": None, "original_headers": [],
         "reason": "empty value", "error_type": "DecodeError", "failed_at": at(45), "instance_id": "processor-1",
+        "original_value_size": None, "original_value_sha256": None, "original_value_truncated": False,
     }),
+    ("ExecutionSnapshot", "summary", summary()),
 ]
 
 

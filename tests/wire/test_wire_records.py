@@ -20,6 +20,8 @@ from execution_domain import (
     EventDetails,
     Execution,
     ExecutionPolicy,
+    InMemoryHistory,
+    LogEntry,
     OrderEvent,
     OrderEventType,
     Outcome,
@@ -58,6 +60,7 @@ from wire.records import (
     ticket_to_record,
     ticket_union_value,
 )
+from wire.views import ExecutionView
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "samples" / "proposals").glob("*.json"))
@@ -125,6 +128,7 @@ class Scenario:
         artifact = parse_artifact(load_raw(REPO / "samples" / "proposals" / "sgd_multi_currency.json"))
         created = create_execution("exec_001", artifact, POLICY, T0, ORIGIN)
         self.outcomes: list[Outcome] = [created]
+        self.history = InMemoryHistory()
         execution = created.execution
         sell_gb, sell_corp, fx, buy_reit, buy_us = (t.ticket_id for t in execution.tickets)
         self.ids = {"sell_gb": sell_gb, "sell_corp": sell_corp, "fx": fx, "buy_reit": buy_reit, "buy_us": buy_us}
@@ -144,12 +148,14 @@ class Scenario:
                 fill_id="f-ev-gb-2", last_qty=Decimal("2500"), last_price=Decimal("1.0130"))),
             oms(sell_gb, "ev-gb-cxl", OrderEventType.CANCELLED, seconds=7, reason="IOC remainder cancelled"),
         ):
-            outcome = apply_order_event(execution, event)
+            outcome = apply_order_event(execution, event, self.history)
+            self.history.remember(outcome.remembered)
             self.outcomes.append(outcome)
             execution = outcome.execution
         self.last_event_outcome = self.outcomes[-1]
         self.released_after_cancel = self.last_event_outcome.tickets_to_submit
         self.execution: Execution = execution
+        self.entries: list[LogEntry] = [o.entry for o in self.outcomes if o.entry is not None]
 
 
 @pytest.fixture(scope="module")
@@ -399,7 +405,7 @@ def test_snapshot_encodes_inside_a_state_change_and_a_command_result_and_decodes
     snapshot = snapshot_record(scenario.execution)
     change = state_change_record(
         change_id="chg-7", sequence=7, occurred_at=at(7.5), correlation_id="corr-001",
-        cause_kind="ORDER_EVENT", cause_id="ev-gb-cxl", outcomes=scenario.last_event_outcome,
+        cause_kind="ORDER_EVENT", cause_id="ev-gb-cxl", outcome=scenario.last_event_outcome,
     )
     result = {
         "command_id": "cmd_1", "correlation_id": "corr-001", "outcome": "CREATED", "execution_id": "exec_001",
@@ -411,7 +417,15 @@ def test_snapshot_encodes_inside_a_state_change_and_a_command_result_and_decodes
 
     assert decoded_change == plain(change)
     assert decoded_result == plain(result)
-    assert decoded_change["execution"] == decoded_result["execution"] == plain(snapshot)
+    assert decoded_result["execution"] == plain(snapshot)
+    # The change carries the header of the same execution, and only what the change touched.
+    delta, summary = decoded_change["execution"], decoded_result["execution"]
+    assert (delta["content"], summary["content"]) == ("DELTA", "SUMMARY")
+    header = [key for key in summary if key not in ("tickets", "events", "content")]
+    assert {key: delta[key] for key in header} == {key: summary[key] for key in header}
+    by_id = {t["ticket"]["ticket_id"]: t for t in summary["tickets"]}
+    assert delta["tickets"] == [by_id[t] for t in scenario.last_event_outcome.changed_tickets]
+    assert summary["events"] == []
 
 
 def test_snapshot_numbers_and_states_are_the_domains(scenario: Scenario) -> None:
@@ -444,13 +458,11 @@ def test_snapshot_numbers_and_states_are_the_domains(scenario: Scenario) -> None
     assert fx["avg_price"] is None and fx["released"] and fx["order_quantity"] == Decimal("7970.66")
     assert fx["ticket"]["buy_amount"] == Decimal("10248")
 
-    assert snapshot["anomaly_count"] == 1 == sum(len(e.anomalies) for e in execution.log)
-    rows = [row for entry in execution.log for row in entry.rows()]
-    assert [e["seq"] for e in snapshot["events"]] == list(range(1, len(rows) + 1))
-    assert [(e["kind"], e["ticket_id"], e["from_state"], e["to_state"]) for e in snapshot["events"]] == [
-        (r.kind, r.ticket_id, r.from_state, r.to_state) for r in rows]
-    anomaly = next(e for e in snapshot["events"] if e["kind"] == "ANOMALY")
-    assert anomaly["event_type"] == "PARTIAL_FILL" and anomaly["reason"].startswith("FILL_CONFLICT")
+    assert snapshot["anomaly_count"] == 1 == sum(len(e.anomalies) for e in scenario.entries)
+    rows = [row for entry in scenario.entries for row in entry.rows()]
+    assert snapshot["events"] == [] and snapshot["event_count"] == len(rows)
+    assert snapshot["last_sequence"] == len(scenario.entries) == execution.seq
+    assert (snapshot["ticket_count"], snapshot["open_ticket_count"], snapshot["is_complete"]) == (5, 3, False)
 
     definition = execution.definition
     assert (snapshot["created_at"], snapshot["updated_at"]) == (definition.created_at, at(7))
@@ -463,12 +475,31 @@ def test_snapshot_numbers_and_states_are_the_domains(scenario: Scenario) -> None
 
 
 def test_snapshot_is_the_same_for_a_replayed_or_restored_execution(scenario: Scenario) -> None:
-    # New LogEntry objects (the row cache misses) give the same record as the cached ones.
     expected = plain(snapshot_record(scenario.execution))
     assert plain(snapshot_record(scenario.execution)) == expected
-    assert plain(snapshot_record(replay(scenario.execution.log))) == expected
-    restored = Execution.from_primitive(json.loads(json.dumps(scenario.execution.to_primitive())))
+    assert plain(snapshot_record(replay(scenario.entries))) == expected
+    restored = Execution.from_primitive(json.loads(json.dumps(scenario.execution.to_primitive())),
+                                        scenario.execution.definition)
     assert plain(snapshot_record(restored)) == expected
+
+
+def test_state_changes_rebuild_the_execution_and_its_whole_log(scenario: Scenario) -> None:
+    changes = [wire_round_trip("ExecutionStateChange", state_change_record(
+        change_id=f"exec_001/{o.entry.seq}", sequence=o.entry.seq, occurred_at=o.entry.recorded_at, correlation_id=None,
+        cause_kind="ORDER_EVENT", cause_id=f"ev-{o.entry.seq}", outcome=o)) for o in scenario.outcomes if o.entry]
+    view = ExecutionView("exec_001")
+    for change in reversed(changes):  # out of order: each applies once, in sequence order it must be
+        view.apply_change(change)
+    assert view.sequence == changes[-1]["sequence"]
+    view = ExecutionView("exec_001")
+    for change in changes + changes[:3]:  # redelivered changes are duplicates
+        view.apply_change(change)
+    summary = wire_round_trip("ExecutionSnapshot", snapshot_record(scenario.execution))
+    assert view.tickets == {t["ticket"]["ticket_id"]: t for t in summary["tickets"]}
+    rows = [row for entry in scenario.entries for row in entry.rows()]
+    assert [view.events[seq]["kind"] for seq in sorted(view.events)] == [row.kind for row in rows]
+    assert not view.missing_events and view.event_count == len(rows) == summary["event_count"]
+    assert view.status == summary["status"] and view.is_complete is False
 
 
 def test_snapshot_decimals_are_normalised_on_the_wire(scenario: Scenario) -> None:
@@ -488,46 +519,60 @@ def test_snapshot_without_an_idempotency_key_is_refused_rather_than_invented(sce
 
 
 def test_state_change_of_a_creation_and_its_release_marks(scenario: Scenario) -> None:
-    outcomes = scenario.creation_outcomes
-    change = state_change_record(
+    created, *marks = scenario.creation_outcomes
+    decoded = wire_round_trip("ExecutionStateChange", state_change_record(
         change_id="chg-1", sequence=1, occurred_at=at(1), correlation_id="corr-001",
-        cause_kind="COMMAND", cause_id="cmd_1", outcomes=outcomes,
-    )
-    decoded = wire_round_trip("ExecutionStateChange", change)
-
-    assert decoded["execution_transition"] == {"from_state": None, "to_state": "SUBMITTED"}
-    tickets = outcomes[0].execution.tickets
-    sells = [scenario.ids["sell_gb"], scenario.ids["sell_corp"]]
+        cause_kind="COMMAND", cause_id="cmd_1", outcome=created,
+    ))
+    tickets = created.execution.tickets
+    assert decoded["execution_transition"] == {"from_state": None, "to_state": "CREATED"}
     assert decoded["ticket_transitions"] == [
-        *({"ticket_id": t.ticket_id, "from_state": None, "to_state": "PENDING_SUBMIT"} for t in tickets),
-        *({"ticket_id": s, "from_state": "PENDING_SUBMIT", "to_state": "SUBMITTED"} for s in sells),
-    ]
-    assert decoded["execution"]["status"] == "SUBMITTED"
+        {"ticket_id": t.ticket_id, "from_state": None, "to_state": "PENDING_SUBMIT"} for t in tickets]
+    # A creation touches every ticket: its delta carries them all, and its rows from 1.
+    assert [t["ticket"]["ticket_id"] for t in decoded["execution"]["tickets"]] == [t.ticket_id for t in tickets]
+    assert [e["seq"] for e in decoded["execution"]["events"]] == list(range(1, created.entry.row_count + 1))
     assert decoded["cause"] == {"kind": "COMMAND", "id": "cmd_1"} and decoded["execution_id"] == "exec_001"
+
+    sells = [scenario.ids["sell_gb"], scenario.ids["sell_corp"]]
+    for sequence, (mark, sell) in enumerate(zip(marks, sells, strict=True), 2):
+        change = wire_round_trip("ExecutionStateChange", state_change_record(
+            change_id=f"chg-{sequence}", sequence=sequence, occurred_at=at(1), correlation_id="corr-001",
+            cause_kind="COMMAND", cause_id="cmd_1", outcome=mark,
+        ))
+        assert change["ticket_transitions"] == [{"ticket_id": sell, "from_state": "PENDING_SUBMIT", "to_state": "SUBMITTED"}]
+        assert [t["ticket"]["ticket_id"] for t in change["execution"]["tickets"]] == [sell]  # only what changed
+        assert change["execution"]["events"][0]["seq"] == mark.first_row_seq
+    assert change["execution"]["status"] == "SUBMITTED"
 
 
 def test_state_change_of_an_order_event_lists_dependency_cascades(scenario: Scenario) -> None:
     outcome = scenario.last_event_outcome  # the GB sell cancelled after a partial fill
     decoded = wire_round_trip("ExecutionStateChange", state_change_record(
         change_id="chg-9", sequence=9, occurred_at=at(7), correlation_id=None,
-        cause_kind="ORDER_EVENT", cause_id="ev-gb-cxl", outcomes=[outcome],
+        cause_kind="ORDER_EVENT", cause_id="ev-gb-cxl", outcome=outcome,
     ))
     assert decoded["execution_transition"] is None  # PARTIALLY_FILLED before and after
-    # Only state moves: the scalings of the FX and the REIT buy stay PENDING_SUBMIT (seen in the snapshot).
+    # Only state moves: the scalings of the FX and the REIT buy stay PENDING_SUBMIT (seen in the tickets).
     assert decoded["ticket_transitions"] == [
         {"ticket_id": scenario.ids["sell_gb"], "from_state": "PARTIAL_FILL", "to_state": "CANCELLED"}]
     assert outcome.changes and len(outcome.changes) == 3
+    # The delta carries the cancelled sell and the two tickets scaled and released, not the others.
+    assert {t["ticket"]["ticket_id"] for t in decoded["execution"]["tickets"]} == {
+        scenario.ids["sell_gb"], scenario.ids["fx"], scenario.ids["buy_reit"]}
 
 
 def test_state_change_with_an_execution_transition_and_a_duplicate(scenario: Scenario) -> None:
     # the corp sell FILLED: the execution goes SUBMITTED -> PARTIALLY_FILLED; then its redelivery
     first_fill = scenario.outcomes[len(scenario.creation_outcomes) + 1]
     redelivered = fill(scenario.ids["sell_corp"], "ev-corp-1", "6000", "0.998", seconds=3, filled=True)
-    duplicate = apply_order_event(first_fill.execution, redelivered)
+    duplicate = apply_order_event(first_fill.execution, redelivered, scenario.history)
     assert duplicate.duplicate
+    with pytest.raises(ValueError, match="duplicate"):
+        state_change_record(change_id="chg-x", sequence=4, occurred_at=at(3), correlation_id=None,
+                            cause_kind="ORDER_EVENT", cause_id="ev-corp-1", outcome=duplicate)
     decoded = wire_round_trip("ExecutionStateChange", state_change_record(
         change_id="chg-3", sequence=3, occurred_at=at(3), correlation_id=None,
-        cause_kind="ORDER_EVENT", cause_id="ev-corp-1", outcomes=[first_fill, duplicate],
+        cause_kind="ORDER_EVENT", cause_id="ev-corp-1", outcome=first_fill,
     ))
     assert decoded["execution_transition"] == {"from_state": "SUBMITTED", "to_state": "PARTIALLY_FILLED"}
     assert decoded["ticket_transitions"] == [
@@ -538,10 +583,10 @@ def test_state_change_of_a_cancel_command(scenario: Scenario) -> None:
     cancel_sample = {**examples.SAMPLES[4][2], "execution_id": "exec_001", "issued_at": at(9)}
     command = wire_round_trip("ExecutionCommand", cancel_sample)
     cancel = cancel_request_from_record(command)
-    outcome = request_cancel(scenario.execution, cancel)
+    outcome = request_cancel(scenario.execution, cancel, scenario.history)
     decoded = wire_round_trip("ExecutionStateChange", state_change_record(
         change_id="chg-10", sequence=10, occurred_at=at(9), correlation_id="corr-3",
-        cause_kind="COMMAND", cause_id=cancel.command_id, outcomes=outcome,
+        cause_kind="COMMAND", cause_id=cancel.command_id, outcome=outcome,
     ))
     # Both sells are over; the three others were never handed to the OMS: cancelled without release.
     assert decoded["ticket_transitions"] == [

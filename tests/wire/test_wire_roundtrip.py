@@ -95,6 +95,7 @@ def test_omitted_fields_with_defaults_decode_to_their_defaults(samples_by_schema
     assert decoded["execution_policy"] == {
         "time_in_force": "DAY", "order_type": "MARKET", "allow_partial_fills": True,
         "max_slippage_bps": Decimal("30"), "dry_run": False, "critical_sells": "FUNDING", "partial_funding": "SCALE_DOWN",
+        "on_critical_rejection": "CANCEL_REMAINING",
     }
 
 

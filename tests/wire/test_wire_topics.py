@@ -36,9 +36,9 @@ def test_every_key_field_exists_and_is_a_string_or_the_original_key_bytes() -> N
         assert key_type in ("string", ["null", "bytes"]), (topic.kind, key_type)
 
 
-def test_the_seven_public_topics_and_two_internal_topics_are_listed() -> None:
+def test_the_eight_public_topics_and_two_internal_topics_are_listed() -> None:
     assert [t.kind for t in TOPICS if not t.internal] == [
         "approved-proposals", "execution-commands", "command-results", "trade-tickets",
-        "order-events", "execution-state-changes", "dead-letters",
+        "order-events", "execution-state-changes", "execution-snapshots", "dead-letters",
     ]
     assert [t.kind for t in TOPICS if t.internal] == ["admission-requests", "admission-decisions"]

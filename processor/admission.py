@@ -16,13 +16,12 @@ from confluent_kafka import Message
 
 from execution_domain import ArtifactInvalid, ProposalArtifact
 from kafka_client.records import decode_value
-from processor.outputs import Outputs
+from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, TaskContext
 from processor.runtime.transaction import KafkaTransaction
 from processor.state_codecs import ArtifactCodec, Reservation, ReservationCodec
 from wire import records as translate
-from wire import serde
 from wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -38,11 +37,11 @@ def _version_key(proposal_id: str, version_no: int) -> str:
 class ProposalsProcessor:
     """The handlers of one proposals task and the stores they use."""
 
-    def __init__(self, context: TaskContext, topics: TopicNames) -> None:
+    def __init__(self, context: TaskContext, topics: TopicNames, codecs: Codecs) -> None:
         self._topics = topics
-        self._outputs = Outputs(topics, context.journal)
-        self._approved_proposal = serde.codec("ApprovedProposal")
-        self._admission_request = serde.codec("AdmissionRequest")
+        self._outputs = Outputs(topics, context.journal, codecs)
+        self._approved_proposal = codecs["approved-proposals"]
+        self._admission_request = codecs["admission-requests"]
         # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it
         self.proposals: KeyValueStore[ProposalArtifact] = KeyValueStore(
             "proposals", b"p/", ArtifactCodec(), context.store, context.journal, max_cached=10_000)

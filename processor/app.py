@@ -18,6 +18,7 @@ from processor.runtime.restore import restore_consumer_config, written_end_consu
 from processor.runtime.state_manager import StateManager
 from processor.topics import prepare_topics
 from processor.topology import ServiceTopology
+from wire import formats
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,23 @@ def producer_config(config: ProcessorConfig) -> ClientConfig:
     }
 
 
+def written_topics(config: ProcessorConfig) -> dict[str, str]:
+    """Topic kind -> name of every topic the processor writes records of a wire schema to."""
+    t = config.topics
+    return {
+        "command-results": t.command_results, "trade-tickets": t.trade_tickets,
+        "execution-state-changes": t.execution_state_changes, "execution-snapshots": t.execution_snapshots,
+        "dead-letters": t.dead_letters, "admission-requests": t.admission_requests,
+        "admission-decisions": t.admission_decisions,
+    }
+
+
 class ProcessorApp:
     def __init__(self, config: ProcessorConfig) -> None:
         self.config = config
         self.metrics = ProcessorMetrics()
-        self.topology = ServiceTopology(config, self.metrics)
+        self.wire_formats = formats.from_environment()
+        self.topology = ServiceTopology(config, self.metrics, self.wire_formats)
         self.loop: StreamLoop | None = None
         self.state: StateManager | None = None
         self._stop = threading.Event()
@@ -88,6 +101,9 @@ class ProcessorApp:
         created = prepare_topics(AdminClient(config.kafka.base_config()), config)
         if created:
             log.info("created topics: %s", ", ".join(created))
+        registered = self.wire_formats.register_schemas(written_topics(config))
+        if registered:
+            log.info("schemas registered (%s): %s", self.wire_formats.describe(), registered)
         if config.http_port:
             self._ops = OpsServer(self.metrics.registry, self.live, self.ready, config.http_host, config.http_port).start()
             log.info("ops endpoints on http://%s:%d (/metrics /healthz /readyz)", config.http_host, self._ops.port)

@@ -48,7 +48,7 @@ from kafka_client.records import decode_value
 from processor.create_request import CreateRequest
 from processor.kafka_provider import KafkaExecutionProvider
 from processor.metrics import ProcessorMetrics
-from processor.outputs import Outputs
+from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, TaskContext
 from processor.runtime.transaction import KafkaTransaction
@@ -65,7 +65,6 @@ from processor.state_codecs import (
     Waiter,
 )
 from wire import records as translate
-from wire import serde
 from wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -181,14 +180,14 @@ def _unrouted_key(execution_id: str, key: UnroutedKey) -> str:
 class ExecutionsProcessor:
     """The handlers of one executions task and the stores they use."""
 
-    def __init__(self, context: TaskContext, topics: TopicNames, metrics: ProcessorMetrics) -> None:
+    def __init__(self, context: TaskContext, topics: TopicNames, metrics: ProcessorMetrics, codecs: Codecs) -> None:
         self._topics = topics
-        self._outputs = Outputs(topics, context.journal)
+        self._outputs = Outputs(topics, context.journal, codecs)
         self._metrics = metrics
         self._provider = KafkaExecutionProvider(self._outputs)
-        self._command = serde.codec("ExecutionCommand")
-        self._decision = serde.codec("AdmissionDecision")
-        self._order_event = serde.codec("OrderEvent")
+        self._command = codecs["execution-commands"]
+        self._decision = codecs["admission-decisions"]
+        self._order_event = codecs["order-events"]
         self.state = ExecutionStores(context)
 
     @property

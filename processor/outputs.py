@@ -9,6 +9,7 @@ commit) and dead letters (in place of the effects of a record that failed).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from kafka_client.records import coordinates
 from processor.metrics import ProcessorMetrics
 from processor.runtime.journal import OutputRecord, RecordJournal
 from processor.runtime.transaction import Headers, KafkaTransaction
-from wire import serde
+from wire.formats import ValueCodec
 from wire.topics import CORRELATION_ID_HEADER, TopicNames
 
 log = logging.getLogger(__name__)
@@ -30,18 +31,21 @@ def _headers(correlation_id: str | None) -> Headers | None:
     return [(CORRELATION_ID_HEADER, correlation_id.encode())] if correlation_id else None
 
 
-class Outputs:
-    """The records one task publishes, through its journal."""
+Codecs = Mapping[str, ValueCodec]  # topic kind -> its codec (wire.formats.WireFormats.topic_codecs)
 
-    def __init__(self, topics: TopicNames, journal: RecordJournal) -> None:
+
+class Outputs:
+    """The records one task publishes, through its journal, each in its topic's framing."""
+
+    def __init__(self, topics: TopicNames, journal: RecordJournal, codecs: Codecs) -> None:
         self._topics = topics
         self._journal = journal
-        self._admission_request = serde.codec("AdmissionRequest")
-        self._admission_decision = serde.codec("AdmissionDecision")
-        self._command_result = serde.codec("CommandResult")
-        self._ticket_instruction = serde.codec("TicketInstruction")
-        self._state_change = serde.codec("ExecutionStateChange")
-        self._snapshot = serde.codec("ExecutionSnapshot")
+        self._admission_request = codecs["admission-requests"]
+        self._admission_decision = codecs["admission-decisions"]
+        self._command_result = codecs["command-results"]
+        self._ticket_instruction = codecs["trade-tickets"]
+        self._state_change = codecs["execution-state-changes"]
+        self._snapshot = codecs["execution-snapshots"]
 
     def admission_request(self, record: Record) -> None:
         self._emit(self._topics.admission_requests, self._admission_request.encode(record),
@@ -78,11 +82,11 @@ class DeadLetters:
     """The original record, untouched, plus why it could not be processed: straight into the
     transaction, in place of the record's own effects."""
 
-    def __init__(self, topic: str, instance_id: str, metrics: ProcessorMetrics) -> None:
+    def __init__(self, topic: str, instance_id: str, metrics: ProcessorMetrics, codec: ValueCodec) -> None:
         self._topic = topic
         self._instance_id = instance_id
         self._metrics = metrics
-        self._codec = serde.codec("DeadLetter")
+        self._codec = codec
 
     def dead_letter(self, txn: KafkaTransaction, message: Message, error: BaseException, *, bug: bool) -> None:
         error_type = type(error).__name__

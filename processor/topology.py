@@ -29,6 +29,7 @@ from processor.runtime.store import PartitionStore
 from processor.runtime.task import ErrorPolicy, Task, TaskContext, TaskId, TaskProcessor
 from processor.topics import subtopologies
 from wire.errors import DecodeError, RecordError
+from wire.formats import WireFormats
 
 BAD_INPUT: tuple[type[BaseException], ...] = (
     DecodeError,  # not a record of the topic's schema
@@ -42,11 +43,13 @@ BAD_INPUT: tuple[type[BaseException], ...] = (
 
 
 class ServiceTopology:
-    def __init__(self, config: ProcessorConfig, metrics: ProcessorMetrics) -> None:
+    def __init__(self, config: ProcessorConfig, metrics: ProcessorMetrics, wire_formats: WireFormats) -> None:
         self.subtopologies: tuple[Subtopology, ...] = subtopologies(config)
         self._config = config
         self._metrics = metrics
-        self._dead_letters = DeadLetters(config.topics.dead_letters, config.instance_id, metrics)
+        self._formats = wire_formats
+        self._dead_letters = DeadLetters(config.topics.dead_letters, config.instance_id, metrics,
+                                         wire_formats.value_codec("dead-letters", config.topics.dead_letters))
         self._error_policy = ErrorPolicy(config.on_handler_error)
 
     def build_task(self, task_id: TaskId, store: PartitionStore) -> Task:
@@ -54,12 +57,12 @@ class ServiceTopology:
                     bad_input=BAD_INPUT, error_policy=self._error_policy)
 
     def _processor_for(self, subtopology: str) -> Callable[[TaskContext], TaskProcessor]:
-        topics, metrics = self._config.topics, self._metrics
+        topics, metrics, wire_formats = self._config.topics, self._metrics, self._formats
 
         def proposals(context: TaskContext) -> TaskProcessor:
-            return ProposalsProcessor(context, topics)
+            return ProposalsProcessor(context, topics, wire_formats.topic_codecs(topics))
 
         def executions(context: TaskContext) -> TaskProcessor:
-            return ExecutionsProcessor(context, topics, metrics)
+            return ExecutionsProcessor(context, topics, metrics, wire_formats.topic_codecs(topics))
 
         return {"proposals": proposals, "executions": executions}[subtopology]

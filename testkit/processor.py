@@ -33,9 +33,9 @@ from mock_oms.provider import MockExecutionProvider
 from processor.app import ProcessorApp
 from processor.config import ProcessorConfig
 from processor.topics import prepare_topics
+from wire import formats, serde
 from wire import records as translate
-from wire import serde
-from wire.topics import TopicNames
+from wire.topics import TOPICS, TopicNames
 from wire.views import ExecutionView
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,11 +96,15 @@ class TopicReader:
                     continue
                 topic = message.topic()
                 self.raw[topic].append(message)
-                self.records[topic].append(serde.decode(
-                    self._schemas[topic], message.value(),
-                    topic=topic, partition=message.partition(), offset=message.offset(),
+                self.records[topic].append(self._codec(topic).decode(
+                    message.value(), topic=topic, partition=message.partition(), offset=message.offset(),
                 ))
             return len(messages)
+
+    def _codec(self, topic: str) -> formats.ValueCodec:
+        """The topic's codec: either framing when SCHEMA_REGISTRY_URL is set (`wire.formats`)."""
+        kind = next(t.kind for t in TOPICS if t.value_schema == self._schemas[topic])
+        return formats.value_codec(kind, topic)
 
     def drain(self, quiet_s: float = 1.0) -> None:
         """Read until nothing new arrived for `quiet_s`."""

@@ -38,6 +38,7 @@ RULES: Mapping[str, Rule] = {
     "trade-tickets": Rule.FULL_TRANSITIVE,
     "order-events": Rule.FULL_TRANSITIVE,
     "execution-state-changes": Rule.FULL_TRANSITIVE,
+    "execution-snapshots": Rule.FULL_TRANSITIVE,
     "dead-letters": Rule.FULL_TRANSITIVE,
     "admission-requests": Rule.FULL_TRANSITIVE,
     "admission-decisions": Rule.FULL_TRANSITIVE,

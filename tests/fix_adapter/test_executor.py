@@ -106,7 +106,7 @@ def test_executor_business_reject_of_a_cancel_is_recorded_as_cancel_rejected(
     assert counter(adapter, "fix_messages_total", direction="in", msg_type="BusinessMessageReject") == 1
 
     def logged() -> bool:
-        log = harness.state_changes(execution_id)[-1]["execution"]["events"]
+        log = harness.view(execution_id).snapshot()["events"]
         return any(entry.get("event_id") == rejected["event_id"] for entry in log)
     wait_until(logged, 30, what="the cancel-reject in the execution's log")
 
@@ -131,5 +131,5 @@ def test_executor_session_resumes_after_the_adapter_is_sigkilled(
     assert "MsgSeqNum too low" not in executor.output()
     sent = [o["11"] for o in incoming_orders(executor.output())]
     tickets = [t["ticket"]["ticket_id"] for execution_id in (first, second)
-               for t in harness.state_changes(execution_id)[-1]["execution"]["tickets"]]
+               for t in harness.view(execution_id).snapshot()["tickets"]]
     assert sorted(sent) == sorted(tickets)  # every ticket of both executions sent once

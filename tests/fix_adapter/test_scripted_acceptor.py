@@ -45,7 +45,7 @@ def run_execution(harness: ProcessorHarness, rig: FixRig, acceptor: ScriptedFixA
 
 
 def sell_state(harness: ProcessorHarness, execution_id: str) -> dict[str, Any]:
-    tickets = harness.state_changes(execution_id)[-1]["execution"]["tickets"]
+    tickets = harness.view(execution_id).snapshot()["tickets"]
     return next(t for t in tickets if t["ticket"].get("side") == "SELL")
 
 

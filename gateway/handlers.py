@@ -256,8 +256,8 @@ class Handlers:
             ]) from None
         if body.artifact is not None:
             self._authorize_inline_artifact(principal)
-        # Who asks is who the token speaks for; the client's claim is only logged.
-        actor = Actor(requested_by=principal.name, channel=body.actor.channel)
+        # Who asks is who the token speaks for; the client's claim is recorded beside it, never trusted.
+        actor = _actor(principal.name, body.actor.channel, body.actor.requested_by)
         artifact = self._inline_artifact(body)
         correlation_id = request[CORRELATION_ID]
         execution_id = execution_id_for_key(key)
@@ -392,7 +392,8 @@ class Handlers:
         command_id = commands.new_command_id()
         value = commands.cancel_command(
             command_id=command_id, execution_id=execution_id, correlation_id=correlation_id,
-            issued_at=datetime.now(UTC), actor=Actor(request[PRINCIPAL].name, body.actor.channel), reason=body.reason,
+            issued_at=datetime.now(UTC), actor=_actor(request[PRINCIPAL].name, body.actor.channel, body.actor.requested_by),
+            reason=body.reason,
         )
         log.info("cancel execution", extra={"execution_id": execution_id, "command_id": command_id,
                                             "claimed_requested_by": body.actor.requested_by})
@@ -507,3 +508,9 @@ class Handlers:
     async def readyz(self, request: web.Request) -> web.Response:
         _, ready, checks = self.backend.checks()
         return json_response({"status": "ready" if ready else "not-ready", "checks": checks}, 200 if ready else 503)
+
+
+def _actor(principal: str, channel: str, claimed: str | None) -> Actor:
+    """The authenticated principal as requested_by; the client's own value kept only when it differs."""
+    return Actor(requested_by=principal, channel=channel,
+                 claimed_requested_by=claimed if claimed and claimed != principal else None)

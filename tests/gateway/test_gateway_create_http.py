@@ -94,8 +94,8 @@ def test_create_publishes_one_command_keyed_by_execution_id_with_hash_key_and_co
     assert payload["idempotency_key"] == "key-0001"
     assert payload["artifact"] is None
     policy = ExecutionPolicy(max_slippage_bps="25")
-    assert payload["request_hash"] == request_hash("prop_123", 2, policy,
-                                                   Actor(token_fingerprint(TOKEN), "ADVISOR_APP"))
+    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor(
+        token_fingerprint(TOKEN), "ADVISOR_APP", claimed_requested_by="advisor_001"))
 
 
 def test_equivalent_bodies_hash_alike() -> None:
@@ -163,7 +163,8 @@ def test_inline_artifact_is_validated_and_carried_in_the_command() -> None:
     payload = backend.publisher.published[0][2]["payload"]
     assert payload["artifact"]["proposal_version_hash"] == artifact["proposal_version_hash"]
     policy = ExecutionPolicy(max_slippage_bps="25")
-    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor("proposal-tool", "ADVISOR_APP"),
+    actor = Actor("proposal-tool", "ADVISOR_APP", claimed_requested_by="advisor_001")
+    assert payload["request_hash"] == request_hash("prop_123", 2, policy, actor,
                                                    inline_artifact_hash=artifact["proposal_version_hash"])
 
 
@@ -314,11 +315,14 @@ def test_create_records_the_tokens_principal_as_requested_by_not_the_clients_cla
         status, _, _, backend = post(claimed, created, headers=KEY, token=ADVISOR_TOKEN)
     assert status == 201
     payload = backend.publisher.published[0][2]["payload"]
-    assert payload["actor"] == {"requested_by": "advisor-7", "channel": "ADVISOR_APP"}
+    # The claim is recorded beside the real principal, never in its place (and logged).
+    assert payload["actor"] == {"requested_by": "advisor-7", "channel": "ADVISOR_APP",
+                                "claimed_requested_by": "ceo_of_the_bank"}
     policy = ExecutionPolicy(max_slippage_bps="25")
-    assert payload["request_hash"] == request_hash("prop_123", 2, policy, Actor("advisor-7", "ADVISOR_APP"))
+    assert payload["request_hash"] == request_hash(
+        "prop_123", 2, policy, Actor("advisor-7", "ADVISOR_APP", claimed_requested_by="ceo_of_the_bank"))
     [line] = [r for r in caplog.records if r.getMessage() == "create execution"]
-    assert line.claimed_requested_by == "ceo_of_the_bank"  # the claim is logged, beside the real principal
+    assert line.claimed_requested_by == "ceo_of_the_bank"
     assert line.principal == "advisor-7"
 
 

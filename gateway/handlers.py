@@ -56,6 +56,7 @@ _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
 _EXECUTION_STATES = frozenset(state.value for state in ExecutionState)
 _JSON = "application/json"
+_LIST_PARAMETERS = frozenset({"proposal_id", "status", "from", "to", "limit", "cursor"})
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -347,6 +348,10 @@ class Handlers:
 
     async def list_executions(self, request: web.Request) -> web.Response:
         query = request.query
+        unknown = sorted(set(query) - _LIST_PARAMETERS)
+        if unknown:  # a misspelt filter must not silently list everything
+            raise ApiProblem(Problems.MALFORMED_REQUEST, f"unknown query parameter(s): {', '.join(map(repr, unknown))}; "
+                                                         f"allowed: {', '.join(sorted(_LIST_PARAMETERS))}")
         proposal_id = query.get("proposal_id")
         if proposal_id is not None and not 1 <= len(proposal_id) <= 128:
             raise ApiProblem(Problems.MALFORMED_REQUEST, "proposal_id must be 1 to 128 characters")

@@ -5,7 +5,7 @@ header and counters after the change, the tickets the change touched, the change
 rows); the execution-snapshots table and command results carry SUMMARY snapshots (every ticket,
 no rows); records written before v2 carry FULL snapshots (every ticket and the whole log). This
 module folds any sequence of them into the whole picture, with the rules a consumer in any
-language follows (docs/wire.md, "Rebuilding an execution from the stream"):
+language follows (docs/wire.md, "State changes and snapshots: rebuilding an execution"):
 
 - apply changes of one execution in ``sequence`` order; a change whose sequence is not above the
   last one applied is a duplicate (drop it);

@@ -10,6 +10,7 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -73,7 +74,8 @@ async def create_latency(port: int, token: str, plans: list[Any], rate: float) -
             "p95": _pct(latencies, 95), "p99": _pct(latencies, 99), "other": _other(statuses, 201)}
 
 
-async def _saturate(seconds: float, concurrency: int, request, ok_status: int) -> dict[str, Any]:
+async def _saturate(seconds: float, concurrency: int, request: Callable[[], Awaitable[int | None]],
+                    ok_status: int) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     deadline = time.perf_counter() + seconds

@@ -1,73 +1,67 @@
-"""The peer: the same fold written with quixstreams (exactly-once, RocksDB state). Bench only.
+"""The peer: the processor's order-event fold written with quixstreams (exactly-once, RocksDB state). Bench only.
 
-Per order event: decode the OrderEvent (Avro, `wire.serde`), read the execution from
-quixstreams' RocksDB state (the processor's own stored-execution encoders as the state
-serializer, so the stored bytes are the processor's), apply the domain's `apply_order_event`,
-store the new execution and produce the ExecutionStateChange (the processor's encoder, with
-the lifecycle log spliced in pre-encoded) when the log grew. RocksDB without fsync, like the
-processor's store (both recover from their changelog). Executions that are not in the peer's state yet start from their created state, read
-from a seed file (JSON lines: execution_id -> primitive) written by the bench: the peer has no
-create path.
+The fold is `bench.peer_fold.PeerFold` (what `ExecutionsProcessor.on_order_event` does, the
+processor's own codecs and output encoders); this module gives it quixstreams' per-key state
+(bytes in, bytes out: `State.get_bytes` / `set_bytes`) and routes the records it returns: the
+ExecutionStateChange records to OUTPUT_TOPIC, ticket instructions and version releases to
+SIDE_TOPIC, each with the processor's key and headers. RocksDB without fsync, like the processor's
+store (both recover from their changelog). Executions start from the seed file the bench writes
+from the processor's store (`execution_id TAB definition TAB head` lines).
 
-    python -m bench.quix_peer BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC GROUP STATE_DIR SEED_FILE
+    python -m bench.quix_peer BOOTSTRAP INPUT_TOPIC OUTPUT_TOPIC SIDE_TOPIC GROUP STATE_DIR SEED_FILE
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
-import sys
+from typing import Any
 
 from quixstreams import Application
+from quixstreams.models.serializers import SerializationContext, Serializer
 from quixstreams.state.rocksdb import RocksDBOptions
 
-from execution_domain import apply_order_event
-from processor.outputs import StateChangeEncoder
-from processor.state_codecs import ExecutionCodec
-from wire import records as translate
-from wire import serde
-
-_ORDER_EVENT = serde.codec("OrderEvent")
+from bench.peer_fold import PeerFold, read_seed
+from processor.runtime.journal import OutputRecord
+from wire.topics import TopicNames
 
 
-def main() -> None:
-    executions, state_changes = ExecutionCodec(), StateChangeEncoder()
-    bootstrap, input_topic, output_topic, group, state_dir, seed_file = sys.argv[1:7]
-    seed: dict[str, bytes] = {}
-    with open(seed_file, "rb") as f:
-        for line in f:
-            eid, _, raw = line.rstrip(b"\n").partition(b"\t")
-            seed[eid.decode()] = raw
+class _RecordValue(Serializer):
+    """The value bytes of a record the fold produced (already encoded by the processor's encoders)."""
+
+    def __call__(self, value: OutputRecord, ctx: SerializationContext) -> bytes:
+        return value.value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.quix_peer", description=__doc__.split("\n\n")[0])
+    for name in ("bootstrap", "input", "output", "side", "group", "state_dir", "seed_file"):
+        parser.add_argument(name)
+    args = parser.parse_args(argv)
+    with open(args.seed_file, "rb") as f:
+        seed = read_seed(f)
+    topics = dataclasses.replace(TopicNames.defaults(args.group, {}), execution_state_changes=args.output,
+                                 trade_tickets=args.side, admission_requests=args.side)
+    fold = PeerFold(topics, seed)
 
     app = Application(
-        broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
-        commit_interval=0.1, processing_guarantee="exactly-once", state_dir=state_dir,
+        broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest",
+        commit_interval=0.1, processing_guarantee="exactly-once", state_dir=args.state_dir,
         loglevel="WARNING", producer_extra_config={"linger.ms": 5, "compression.type": "lz4"},
-        rocksdb_options=RocksDBOptions(dumps=executions.encode, loads=executions.decode, use_fsync=False),
+        rocksdb_options=RocksDBOptions(use_fsync=False),  # values go in and out as bytes (get_bytes/set_bytes)
     )
-    source = app.topic(input_topic, value_deserializer="bytes", key_deserializer="bytes")
-    sink = app.topic(output_topic, value_serializer="bytes", key_serializer="bytes")
+    source = app.topic(args.input, value_deserializer="bytes", key_deserializer="bytes")
+    sinks = {name: app.topic(name, value_serializer=_RecordValue(), key_serializer="bytes")
+             for name in {args.output, args.side}}
 
-    def fold(value: bytes, state) -> bytes | None:
-        record = _ORDER_EVENT.decode(value, topic=input_topic, partition=0, offset=0)
-        event = translate.order_event_from_record(record)
-        execution = state.get(b"x")
-        if execution is None:
-            execution = executions.decode(seed[event.execution_id])
-        outcome = apply_order_event(execution, event)
-        if outcome.entry is None:
-            return None
-        updated = outcome.execution
-        state.set(b"x", updated)
-        seq = outcome.entry.seq
-        return state_changes.encode_spliced(translate.state_change_record(
-            change_id=f"{updated.execution_id}/{seq}", sequence=seq, occurred_at=event.occurred_at,
-            correlation_id=updated.definition.origin.correlation_id, cause_kind="ORDER_EVENT",
-            cause_id=event.event_id, outcomes=outcome, with_events=False,
-        ), updated)
+    def on_order_event(value: bytes, state: Any) -> list[OutputRecord]:
+        return fold.on_order_event(value, state)
 
     sdf = app.dataframe(source)
-    sdf = sdf.apply(fold, stateful=True).filter(lambda v: v is not None)
-    sdf.to_topic(sink)
+    sdf = sdf.apply(on_order_event, stateful=True, expand=True)
+    sdf = sdf.set_headers(lambda record, key, timestamp, headers: list(record.headers or ()))
+    sdf.to_topic(lambda record, key, timestamp, headers: sinks[record.topic], key=lambda record: record.key)
     logging.getLogger("quixstreams").setLevel(logging.WARNING)
     app.run()
 

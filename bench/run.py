@@ -1,8 +1,9 @@
-"""The benchmark suite: throughput, latency, gateway capacity and recovery, on one broker.
+"""The benchmark suite: throughput, latency, gateway capacity, recovery, history and soak, on one broker.
 
-    .venv/bin/python -m bench.run                 # every section, default scale (< 10 minutes)
-    .venv/bin/python -m bench.run --quick         # smaller scale, a few minutes
+    .venv/bin/python -m bench.run                 # every section, default scale
+    .venv/bin/python -m bench.run --quick         # smaller scale
     .venv/bin/python -m bench.run --sections throughput,profile --executions 300
+    .venv/bin/python -m bench.run --sections history,soak
 
 Starts ONE broker (`local_kafka.select.kafka_broker`: KAFKA_BOOTSTRAP_SERVERS wins) used by every
 section, runs every contender as its own process against it, stops every process it started by
@@ -19,285 +20,68 @@ import os
 import platform
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from dataclasses import dataclass, field, fields
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import testkit.streams as sf  # the tests' realistic stream generator
-from execution_domain import OrderEvent, OrderEventType, parse_artifact
-from kafka_client.settings import KafkaSettings
+from bench import history as hist
+from bench import soak
+from bench.harness import (
+    PY,
+    App,
+    CommandResults,
+    Process,
+    Procs,
+    end_offsets,
+    event_items,
+    group_committed,
+    http_get_status,
+    log,
+    measure_drain,
+    peak_rss_mb,
+    percentile,
+    produce_all,
+    producer,
+    publish_and_create,
+    read_committed,
+    restore_seconds,
+    restored_records,
+    rss_mb,
+    scrape_loop_metrics,
+    wait_for,
+)
+from bench.peer_fold import seed_line
+from execution_domain import OrderEventType
 from local_kafka.broker import free_loopback_port
 from local_kafka.select import kafka_broker
-from processor.config import ProcessorConfig
-from processor.topics import prepare_topics
-from testkit.processor import ACTOR, DEFAULT_POLICY, T0
-from wire import records as translate
+from processor.runtime.store import PartitionStore
+from processor.state_codecs import DefinitionCodec, HeadCodec, LogEntryCodec
 from wire import serde
-from wire.topics import TopicNames
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-SECTIONS = ("throughput", "profile", "latency", "gateway", "recovery")
+SECTIONS = ("throughput", "profile", "latency", "gateway", "recovery", "history", "soak")
+NEEDS_SETUP = {"throughput", "profile", "latency", "gateway", "recovery"}  # the seeded executions and recorded stream
 TARGETS = {
     "processor_eps": 30_000, "vs_limit": 0.60, "vs_peer": 2.0, "event_p99_ms": 250, "create_p99_ms": 100,
 }
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# -- processes ------------------------------------------------------------------------------------
-
-
-def peak_rss_mb(proc: subprocess.Popen) -> float:
-    """The process's peak resident set size so far (VmHWM), in MB; NaN once it has exited."""
-    try:
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-    except OSError:
-        return float("nan")
-    kb = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
-    return float("nan") if kb is None else kb / 1024
-
-
-class Procs:
-    """Every process the bench starts; each stopped by its own PID."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-        out = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out,
-                                stderr=subprocess.STDOUT)
-        out.close()
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, timeout_s: float = 60, sig: int = signal.SIGTERM) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        if proc in self.running:
-            self.running.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(list(self.running)):
-            self.stop(proc, 30)
-
-
-def http_get_status(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-    except OSError:
-        return 0
-
-
-def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.05) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(interval_s)
-    raise RuntimeError(f"timed out after {timeout_s}s waiting for {what}")
-
-
-# -- one processor application (topics, process) --------------------------------------------------
-
-
-@dataclass
-class App:
-    bootstrap: str
-    application_id: str
-    partitions: int
-    shared: dict[str, str] = field(default_factory=dict)  # TopicNames field -> a topic of another app
-
-    def __post_init__(self) -> None:
-        prefix = f"{self.application_id}."
-        defaults = TopicNames.defaults(self.application_id, {})
-        names = {f.name: n if (n := getattr(defaults, f.name)).startswith(prefix) else prefix + n
-                 for f in fields(TopicNames)}
-        names.update(self.shared)
-        self.topics = TopicNames(**names)
-        prepare_topics(AdminClient({"bootstrap.servers": self.bootstrap}), self.config(Path("unused")))
-
-    def config(self, state_dir: Path) -> ProcessorConfig:
-        return ProcessorConfig(
-            kafka=KafkaSettings(self.bootstrap), application_id=self.application_id, instance_id="bench",
-            state_dir=state_dir, topics=self.topics, partitions=self.partitions, commit_interval_ms=100,
-            batch_size=500, http_host="127.0.0.1", http_port=0, log_level="WARNING")
-
-    def env(self) -> dict[str, str]:
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                **{f"TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(TopicNames)}}
-
-    def spawn(self, procs: Procs, state_dir: Path, name: str, *, port: int, profile_to: Path | None = None,
-              log_level: str = "WARNING") -> subprocess.Popen:
-        args = ["-m", "processor", "--application-id", self.application_id, "--instance-id", "bench",
-                "--state-dir", str(state_dir), "--partitions", str(self.partitions), "--commit-interval-ms", "100",
-                "--batch-size", "500", "--http-port", str(port), "--log-level", log_level]
-        if profile_to is not None:
-            args = ["-m", "pyinstrument", "--interval", "0.002", "-r", "text", "--show-all", "-o", str(profile_to),
-                    *args]
-        return procs.start(name, [PY, *args], self.env())
-
-
-def scrape_loop_metrics(port: int) -> dict[str, float]:
-    """Mean transaction size and commit time of a running processor, from its /metrics."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    values: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("#") or " " not in line:
-            continue
-        name, _, value = line.rpartition(" ")
-        for metric, exposed in (("batch_size", "processor_batch_records"), ("commit_latency_ms", "processor_commit_latency_ms")):
-            for part in ("sum", "count"):
-                if name.split("{")[0] == f"{exposed}_{part}":
-                    values[f"{metric}_{part}"] = values.get(f"{metric}_{part}", 0.0) + float(value)
-    out = {}
-    for metric in ("batch_size", "commit_latency_ms"):
-        if values.get(f"{metric}_count"):
-            out[f"mean_{metric}"] = values[f"{metric}_sum"] / values[f"{metric}_count"]
-    return out
-
-
-def restore_seconds(log_path: Path) -> float:
-    """Sum of the 'restored store executions/p: ... in Xs' times a processor logged."""
-    import re
-    total = 0.0
-    for line in log_path.read_text(errors="replace").splitlines():
-        match = re.search(r"restored store executions/\d+: .* in ([0-9.]+)s", line)
-        if match:
-            total += float(match.group(1))
-    return total
-
-
-def group_committed(admin: AdminClient, group: str, topic: str, partitions: int) -> int:
-    request = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])]
-    result = admin.list_consumer_group_offsets(request, request_timeout=10)[group].result()
-    return sum(max(tp.offset, 0) for tp in result.topic_partitions)
-
-
-def end_offsets(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex}"})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                   for p in parts)
-    finally:
-        consumer.close()
-
-
-def measure_drain(admin: AdminClient, group: str, topic: str, partitions: int, total: int, proc: subprocess.Popen,
-                  timeout_s: float) -> dict[str, float]:
-    """Events/s of a contender: from the first committed progress of its group to the whole stream
-    committed (startup, group join and restore excluded alike for every contender)."""
-    deadline = time.monotonic() + timeout_s
-    last_zero = time.monotonic()  # the last look that saw no progress: work began after it
-    done = 0
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"contender exited with {proc.returncode} (see its log)")
-        looked = time.monotonic()
-        done = group_committed(admin, group, topic, partitions)
-        if done == 0:
-            last_zero = looked
-        elif done >= total:
-            elapsed = time.monotonic() - last_zero
-            return {"events": total, "seconds": elapsed, "eps": total / elapsed}
-        time.sleep(0.02)
-    if done == 0:
-        raise RuntimeError(f"group {group} made no progress in {timeout_s}s")
-    elapsed = time.monotonic() - last_zero
-    return {"events": done, "seconds": elapsed, "eps": done / elapsed, "incomplete": 1}
-
-
-# -- the workload -----------------------------------------------------------------------------------
-
-
-def producer(bootstrap: str, **extra: Any) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True,
-                     "linger.ms": 5, "compression.type": "lz4", "queue.buffering.max.messages": 500_000, **extra})
-
-
-def produce_all(p: Producer, topic: str, items: list[tuple[bytes, bytes]]) -> None:
-    for key, value in items:
-        while True:
-            try:
-                p.produce(topic, value, key)
-                break
-            except BufferError:
-                p.poll(0.05)
-    p.flush(120)
-
-
-def publish_and_create(bootstrap: str, app: App, plans: list[sf.PlannedExecution], *, dry_run: bool = False,
-                       creates: bool = True) -> None:
-    """Proposals, then (once stored by the running processor) one create command per plan."""
-    p = producer(bootstrap)
-    produce_all(p, app.topics.approved_proposals, [
-        (plan.raw["proposal_id"].encode(),
-         serde.encode("ApprovedProposal", translate.artifact_to_record(parse_artifact(plan.raw)))) for plan in plans])
-    if not creates:
-        return
-    # The processor folds proposals and commands in its own order per partition: wait for the proposals.
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    total = end_offsets(bootstrap, app.topics.approved_proposals)
-    wait_for(lambda: group_committed(admin, app.application_id, app.topics.approved_proposals, app.partitions) >= total,
-             120, "proposals stored", 0.2)
-    policy = translate.policy_to_record(translate.policy_from_record({**DEFAULT_POLICY, "dry_run": dry_run}))
-    items = []
-    for index, plan in enumerate(plans):
-        plan.command_id = f"cmd-{uuid.uuid4().hex[:12]}"
-        plan.issued_at = T0 + timedelta(seconds=index + 1)
-        command = {
-            "command_id": plan.command_id, "command_type": "CREATE_EXECUTION", "execution_id": plan.execution_id,
-            "correlation_id": f"corr-{plan.command_id}", "issued_at": plan.issued_at,
-            "payload": {"idempotency_key": plan.key, "request_hash": "sha256:gateway-copy",
-                        "proposal_id": plan.raw["proposal_id"], "version_no": plan.raw["version_no"],
-                        "execution_policy": policy, "actor": ACTOR, "artifact": None},
-        }
-        items.append((plan.execution_id.encode(), serde.encode("ExecutionCommand", command)))
-    produce_all(p, app.topics.execution_commands, items)
-
-
-def wait_results(bootstrap: str, topic: str, count: int, timeout_s: float) -> None:
-    wait_for(lambda: end_offsets(bootstrap, topic) >= count, timeout_s, f"{count} command results on {topic}", 0.3)
-
-
-def event_items(events: list[OrderEvent]) -> list[tuple[bytes, bytes]]:
-    return [(e.execution_id.encode(), serde.encode("OrderEvent", translate.order_event_to_record(e))) for e in events]
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+def check_stored(execution_id: str, records: list[tuple[bytes, bytes]]) -> None:
+    """The records of one execution read back with the processor's codecs, as its store will."""
+    by_key = dict(records)
+    definition = DefinitionCodec().decode(by_key[f"d/{execution_id}".encode()])
+    head = HeadCodec(lambda _: definition).decode(by_key[f"x/{execution_id}".encode()])
+    entries = [LogEntryCodec(lambda _: definition).decode(value) for key, value in records if key.startswith(b"l/")]
+    if definition.execution_id != execution_id or head.execution_id != execution_id or len(entries) != head.seq:
+        raise RuntimeError(f"renamed execution {execution_id} does not read back as stored ({len(entries)} log entries, "
+                           f"head at {head.seq})")
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -339,16 +123,24 @@ class Bench:
         procs = [self.app.spawn(self.procs, self.state, "seed-processor", port=0),
                  self.twin.spawn(self.procs, self.twin_state, "seed-twin", port=0)]
         started = time.monotonic()
-        publish_and_create(self.bootstrap, self.app, self.plans + self.lat_plans)
-        n = len(self.plans) + len(self.lat_plans)
-        wait_results(self.bootstrap, self.app.topics.command_results, n, 300)
-        wait_results(self.bootstrap, self.twin.topics.command_results, n, 300)
-        log(f"seeded {n} executions in {time.monotonic() - started:.1f}s")
+        readers = [CommandResults(self.bootstrap, app.topics.command_results) for app in (self.app, self.twin)]
+        try:
+            publish_and_create(self.bootstrap, self.app, self.plans + self.lat_plans)
+            ids = [plan.command_id or "" for plan in self.plans + self.lat_plans]
+            for reader in readers:
+                outcomes = reader.wait(ids, 300)
+                refused = {i: o for i, o in outcomes.items() if o != "CREATED"}
+                if refused:
+                    raise RuntimeError(f"{len(refused)} creates not CREATED, e.g. {next(iter(refused.items()))}")
+        finally:
+            for reader in readers:
+                reader.close()
+        log(f"seeded {len(ids)} executions in {time.monotonic() - started:.1f}s")
         for proc in procs:
             self.procs.stop(proc)
         # The peer's starting point: the created executions exactly as the processor stored them.
-        self.seed_file = self.work / "peer-seed.jsonl"
-        self._write_peer_seed()
+        self.seed_file = self.work / "peer-seed.tsv"
+        self.templates = self._read_stored()
         if not {"throughput", "profile"} & set(self.args.sections_list):
             # Unfolded, the recorded stream would sit in front of the latency section's events.
             self.events = []
@@ -362,17 +154,25 @@ class Bench:
         self.results["stream"] = {"events": self.total, "executions": len(self.plans), "tickets": tickets,
                                   "fills": fills, "duplicates": dupes}
 
-    def _write_peer_seed(self) -> None:
-        from processor.runtime.store import PartitionStore
+    def _read_stored(self) -> list[list[tuple[bytes, bytes]]]:
+        """Write the peer's seed (each execution's definition and head as the processor stored them)
+        and return the stored records of 50 executions (definition, head, log entries), for the recovery."""
+        per_execution: dict[bytes, list[tuple[bytes, bytes]]] = {}
         with open(self.seed_file, "wb") as out:
             for partition in range(self.P):
                 store = PartitionStore(self.state / "executions" / str(partition),
                                        self.app.topics.executions_changelog, partition)
                 try:
-                    for key, value in store.items(b"x/"):
-                        out.write(key[2:] + b"\t" + value + b"\n")
+                    definitions = {key[2:]: value for key, value in store.items(b"d/")}
+                    for key, head in store.items(b"x/"):
+                        eid = key[2:]
+                        out.write(seed_line(eid.decode(), definitions[eid], head))
+                        if len(per_execution) < 50:
+                            per_execution[eid] = [(b"d/" + eid, definitions[eid]), (key, head),
+                                                  *store.items(b"l/" + eid + b"/")]
                 finally:
                     store.close()
+        return list(per_execution.values())
 
     # -- 1. throughput ------------------------------------------------------------------------------
 
@@ -409,8 +209,10 @@ class Bench:
 
         log("throughput: the quixstreams peer (same fold, exactly-once, RocksDB state)")
         group = f"peer-{self.run_id}"
-        proc = self.procs.start("peer", [PY, "-m", "bench.quix_peer", self.bootstrap, t.order_events, peer_out, group,
-                                         str(self.work / "state-peer"), str(self.seed_file)])
+        peer_side = f"bench-{self.run_id}.peer-side"
+        self.admin.create_topics([NewTopic(peer_side, self.P, 1)])
+        proc = self.procs.start("peer", [PY, "-m", "bench.quix_peer", self.bootstrap, t.order_events, peer_out,
+                                         peer_side, group, str(self.work / "state-peer"), str(self.seed_file)])
         try:
             self.results["peer"] = measure_drain(self.admin, group, t.order_events, self.P, self.total, proc,
                                                  self.args.peer_seconds)
@@ -418,6 +220,22 @@ class Bench:
         finally:
             self.procs.stop(proc)
         log(f"  peer: {self.results['peer']['eps']:,.0f} events/s")
+        self.results["peer"].update(self._compare_peer(peer_out))
+        log(f"  peer's state changes identical to the processor's: {self.results['peer']['same']:,} of "
+            f"{self.results['peer']['compared']:,}")
+
+    def _compare_peer(self, peer_out: str) -> dict[str, int]:
+        """The peer's state changes against the processor's of the same change id, byte for byte."""
+        topic = self.app.topics.execution_state_changes
+
+        def by_change(message: Message) -> tuple[str, bytes]:
+            value = message.value() or b""
+            return serde.decode("ExecutionStateChange", value, topic=topic, partition=0, offset=0)["change_id"], value
+
+        processor = dict(read_committed(self.bootstrap, topic, by_change))
+        peer = read_committed(self.bootstrap, peer_out, by_change)
+        same = sum(processor.get(change_id) == value for change_id, value in peer)
+        return {"compared": len(peer), "same": same}
 
     # -- 5. profile -----------------------------------------------------------------------------------
 
@@ -501,7 +319,7 @@ class Bench:
 
     # -- 2b/3. gateway: create latency at 200/s, capacity at saturation --------------------------------
 
-    def _gateway(self, processor: subprocess.Popen) -> None:
+    def _gateway(self, processor: Process) -> None:
         a = self.args
         n_lat = int(a.create_rate * a.create_seconds)
         # Also at half the rate: below the machine's create capacity, so no queue builds up and the
@@ -545,24 +363,29 @@ class Bench:
         n = self.args.recovery_executions
         app = App(self.bootstrap, f"bench-{self.run_id}-rec", self.P)
         log(f"recovery: writing {n} executions into {app.topics.executions_changelog}")
-        templates = [tuple(line.split(b"\t", 1)) for line in self.seed_file.read_bytes().splitlines()[:50]]
+        # Executions as the processor stores them once created (definition, head, the creation's and
+        # release marks' log entries: processor.state_codecs), renamed. All of one in one partition.
         p = producer(self.bootstrap, **{"partitioner": "consistent_random"})
-        size = 0
+        size = records = 0
         for i in range(n):
-            old, tmpl = templates[i % len(templates)]
-            eid = f"exec_{uuid.uuid4().hex[:24]}"
-            value = tmpl.replace(old, eid.encode())
-            size += len(value)
-            while True:
-                try:
-                    p.produce(app.topics.executions_changelog, value, f"x/{eid}".encode(), partition=i % self.P)
-                    break
-                except BufferError:
-                    p.poll(0.05)
+            template = self.templates[i % len(self.templates)]
+            old = template[0][0][2:]  # d/<execution_id>
+            eid = f"exec_{uuid.uuid4().hex[:24]}".encode()
+            renamed = [(key.replace(old, eid), value.replace(old, eid)) for key, value in template]
+            if i < len(self.templates):
+                check_stored(eid.decode(), renamed)
+            for key, value in renamed:
+                size += len(key) + len(value)
+                records += 1
+                while True:
+                    try:
+                        p.produce(app.topics.executions_changelog, value, key, partition=i % self.P)
+                        break
+                    except BufferError:
+                        p.poll(0.05)
         p.flush(120)
         state = self.work / "state-recovery"
         port = free_loopback_port()
-        started = time.monotonic()
         proc = app.spawn(self.procs, state, "processor-recovery", port=port, log_level="INFO")
         rebuild = wait_for(lambda: http_get_status(port, "/readyz") == 200, 300, "rebuild from the changelog", 0.02)
         log(f"  rebuild from changelog (empty state dir): {rebuild:.2f}s")
@@ -573,13 +396,60 @@ class Bench:
         restart = wait_for(lambda: http_get_status(port, "/readyz") == 200, 300, "restart after SIGKILL", 0.02)
         self.procs.stop(proc)
         log(f"  restart after SIGKILL to ready: {restart:.2f}s")
-        del started
-        self.results["recovery"] = {"executions": n, "bytes": size, "rebuild_s": rebuild, "restart_s": restart,
-                                    "rebuild_rss_mb": rebuild_rss,
+        self.results["recovery"] = {"executions": n, "records": records, "bytes": size, "rebuild_s": rebuild,
+                                    "restart_s": restart, "rebuild_rss_mb": rebuild_rss,
                                     "rebuild_restore_s": restore_seconds(self.work / "processor-recovery.log"),
+                                    "rebuild_records": restored_records(self.work / "processor-recovery.log"),
                                     "restart_restore_s": restore_seconds(self.work / "processor-recovery-restart.log"),
                                     "restart_rebuilt": "rebuilding" in (self.work / "processor-recovery-restart.log")
                                     .read_text()}
+        if self.results["recovery"]["rebuild_records"] < records:
+            raise RuntimeError(f"the rebuild restored {self.results['recovery']['rebuild_records']:,} of the {records:,} "
+                               "changelog records written")
+
+    # -- 6. history: one execution's fills, 100 to 100,000 -------------------------------------------
+
+    def history(self) -> None:
+        app = App(self.bootstrap, f"bench-{self.run_id}-hist", self.P)
+
+        def folded() -> int:
+            return group_committed(self.admin, app.application_id, app.topics.order_events, self.P)
+
+        self.results["history"] = hist.run_history(self.bootstrap, app, self.procs, self.work / "state-history",
+                                                   self.args.history_checkpoints, folded)
+
+    # -- 7. soak: steady realistic load, RSS over time ----------------------------------------------------
+
+    def soak(self) -> None:
+        a = self.args
+        app = App(self.bootstrap, f"bench-{self.run_id}-soak", self.P)
+        port = free_loopback_port()
+        log(f"soak: {a.soak_rate:.0f} order events/s of executions created as it goes, for {a.soak_seconds:.0f} s; "
+            f"the processor's RSS every {a.soak_sample_seconds:.0f} s")
+        proc = app.spawn(self.procs, self.work / "state-soak", "processor-soak", port=port)
+
+        def folded() -> int:
+            return group_committed(self.admin, app.application_id, app.topics.order_events, self.P)
+
+        try:
+            wait_for(lambda: http_get_status(port, "/readyz") == 200, 120, "processor ready")
+            load = soak.SoakLoad(self.bootstrap, app, rate=a.soak_rate, seconds=a.soak_seconds, chunk=a.soak_chunk,
+                                 seed=a.seed, prefix=f"soak{self.run_id}", rss=lambda: rss_mb(proc), folded=folded,
+                                 sample_every_s=a.soak_sample_seconds)
+            run = load.run()
+            behind = run["produced"] - folded()
+            caught_up = wait_for(lambda: folded() >= run["produced"], 120, "the processor to fold the rest", 0.2)
+            metrics = scrape_loop_metrics(port)
+            rss_peak = peak_rss_mb(proc)
+        finally:
+            self.procs.stop(proc)
+        dead = len(read_committed(self.bootstrap, app.topics.dead_letters, lambda m: 1))
+        summary = soak.rss_summary(load.samples)
+        self.results["soak"] = {**run, **summary, **metrics, "behind_at_end": behind, "caught_up_s": caught_up,
+                                "dead_letters": dead, "vmhwm_mb": rss_peak,
+                                "samples": [[s.at_s, s.rss_mb, s.produced, s.folded] for s in load.samples]}
+        log(f"  RSS {summary['rss_1min_mb']:.0f} MB after the first minute, {summary['rss_end_mb']:.0f} MB at the end "
+            f"(× {summary['ratio']:.2f}); {run['produced']:,} events of {run['executions']:,} executions")
 
     # -- the report ----------------------------------------------------------------------------------
 
@@ -615,7 +485,8 @@ class Bench:
                 part = (f" (bounded run: first {r['peer']['events']:,} of {s['events']:,} events)"
                         if r["peer"].get("incomplete") else "")
                 row("peer: quixstreams, exactly-once, RocksDB",
-                    f"{peer:,.0f} events/s{part} (peak RSS {r['peer'].get('rss_mb', float('nan')):.0f} MB)")
+                    f"{peer:,.0f} events/s{part} (peak RSS {r['peer'].get('rss_mb', float('nan')):.0f} MB); "
+                    f"its state changes identical to the processor's: {r['peer']['same']:,} of {r['peer']['compared']:,}")
                 row("processor / peer", f"{proc / peer:.2f}", "≥ 2.0", check(proc / peer, TARGETS["vs_peer"]))
         if "profile" in r:
             row("processor under pyinstrument (profile run)", f"{r['profile']['eps_profiled']:,.0f} events/s")
@@ -646,12 +517,33 @@ class Bench:
                 f"gateway peak RSS {c.get('gateway_rss_mb', float('nan')):.0f} MB")
         if "recovery" in r:
             c = r["recovery"]
-            row(f"rebuild from changelog, empty state dir ({c['executions']:,} executions, "
+            row(f"rebuild from changelog, empty state dir ({c['executions']:,} executions, {c['records']:,} records, "
                 f"{c['bytes'] / 1e6:.0f} MB)", f"{c['rebuild_s']:.1f} s to ready (restore {c['rebuild_restore_s']:.1f} s; "
                 f"processor peak RSS {c['rebuild_rss_mb']:.0f} MB)")
             row(f"restart after SIGKILL ({c['executions']:,} executions in state)",
                 f"{c['restart_s']:.1f} s to ready (restore {c['restart_restore_s']:.1f} s"
                 + ("; store found past its changelog end and rebuilt, see log)" if c["restart_rebuilt"] else ")"))
+        if "history" in r:
+            h = r["history"]
+            first, last = h["points"][0], h["points"][-1]
+            at = ", ".join(f"{p['fills']:,}" for p in h["points"])
+            with_commits = " / ".join(f"{p['eps']:,.0f}" for p in h["points"])
+            row(f"history: one execution, events/s folding at {at} fills",
+                " / ".join(f"{p['fold_eps']:,.0f}" for p in h["points"]) + f" (with commit gaps: {with_commits}); "
+                f"state change {last['change_bytes']:.0f} B at {last['fills']:,} fills vs {first['change_bytes']:.0f} B "
+                f"at {first['fills']:,}")
+            row(f"history: events/s at {last['fills']:,} fills / at {first['fills']:,}",
+                f"{h['ratio']:.2f} (with commit gaps {h['ratio_with_commits']:.2f})", f"≥ {hist.FLAT:.2f}",
+                check(h["ratio"], hist.FLAT))
+        if "soak" in r:
+            k = r["soak"]
+            row(f"soak: processor RSS over {k['seconds'] / 60:.0f} min at {k['offered_eps']:,.0f} events/s "
+                f"({k['produced']:,} events, {k['executions']:,} executions created as it went)",
+                f"{k['rss_1min_mb']:.0f} MB at {k['rss_1min_at_s']:.0f} s → {k['rss_end_mb']:.0f} MB at "
+                f"{k['rss_end_at_s']:.0f} s (× {k['ratio']:.2f}; peak {k['rss_peak_mb']:.0f} MB); "
+                f"{k['dead_letters']} dead letters, {k['behind_at_end']:,} events behind at the end",
+                f"end within {soak.WITHIN:.0%} of the 1-minute figure",
+                "met" if soak.within(k["ratio"]) else f"missed by {abs(k['ratio'] - 1) * 100 - soak.WITHIN * 100:.0f} points")
         for name, error in r.get("errors", {}).items():
             row(f"{name}", f"FAILED: {error}")
         header = ["| measure | result | target | verdict |", "| --- | --- | --- | --- |"]
@@ -692,6 +584,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contender-timeout", type=float, default=240.0)
     parser.add_argument("--peer-seconds", type=float, help="bound on the peer's run (default 120, quick 45): "
                         "a slower peer is rated on the part of the stream it folded by then")
+    parser.add_argument("--history-checkpoints", help="fills of the one execution at which the history section "
+                        f"measures (default {','.join(map(str, hist.CHECKPOINTS))}, quick "
+                        f"{','.join(map(str, hist.QUICK_CHECKPOINTS))})")
+    parser.add_argument("--soak-seconds", type=float, help="length of the soak's load (default 600, quick 150)")
+    parser.add_argument("--soak-rate", type=float, default=500.0, help="order events/s offered in the soak")
+    parser.add_argument("--soak-chunk", type=int, default=25, help="executions the soak creates at a time")
+    parser.add_argument("--soak-sample-seconds", type=float, help="RSS sampling interval (default 5, quick 3)")
     parser.add_argument("--seed", type=int, default=20260218)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, profile)")
     args = parser.parse_args(argv)
@@ -703,6 +602,15 @@ def main(argv: list[str] | None = None) -> int:
     args.capacity_creates = args.capacity_creates or (1000 if q else 3000)
     args.peer_seconds = args.peer_seconds or (45 if q else 120)
     args.recovery_executions = args.recovery_executions or (20_000 if q else 100_000)
+    args.history_checkpoints = ([int(c) for c in args.history_checkpoints.split(",")] if args.history_checkpoints
+                                else list(hist.QUICK_CHECKPOINTS if q else hist.CHECKPOINTS))
+    if len(args.history_checkpoints) < 2 or args.history_checkpoints != sorted(set(args.history_checkpoints)) \
+            or args.history_checkpoints[0] < 1:
+        parser.error("--history-checkpoints: two or more increasing positive fill counts")
+    args.soak_seconds = args.soak_seconds or (150 if q else 600)
+    args.soak_sample_seconds = args.soak_sample_seconds or (3 if q else 5)
+    if args.soak_seconds <= soak.FIRST_MINUTE_S + args.soak_sample_seconds:
+        parser.error(f"--soak-seconds: more than the first minute ({soak.FIRST_MINUTE_S:.0f} s) and one sample")
     args.sections_list = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections_list) - set(SECTIONS)
     if unknown:
@@ -716,10 +624,16 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, endpoint.bootstrap_servers, work)
         errors: dict[str, str] = {}
         try:
-            bench.setup()
-            for section in ("throughput", "profile", "latency", "recovery"):
+            if NEEDS_SETUP & set(args.sections_list):
+                try:
+                    bench.setup()
+                except Exception as error:  # noqa: BLE001  reported; the sections that need no set-up still run
+                    log(f"set-up failed: {error!r}")
+                    errors["set-up"] = f"{type(error).__name__}: {error}"
+                    bench.procs.stop_all()
+            for section in ("throughput", "profile", "latency", "recovery", "history", "soak"):
                 wanted = section in args.sections_list or (section == "latency" and "gateway" in args.sections_list)
-                if not wanted:
+                if not wanted or (section in NEEDS_SETUP and "set-up" in errors):
                     continue
                 try:
                     getattr(bench, section)()
@@ -737,6 +651,17 @@ def main(argv: list[str] | None = None) -> int:
               f"; wall time {time.monotonic() - began:.0f} s")
         print()
         print(bench.table(endpoint.description))
+        if "history" in bench.results:
+            print("\nhistory: one execution, one ticket, its fills on one key (window: the stage's last fills; "
+                  "events/s from the state changes' producer timestamps; changelog: the transactions of the window)")
+            print(hist.TABLE_HEADER)
+            print("\n".join(hist.summary_row(point) for point in bench.results["history"]["points"]))
+        if "soak" in bench.results:
+            samples = [soak.Sample(*row) for row in bench.results["soak"]["samples"]]
+            print(f"\nsoak: processor RSS every {args.soak_sample_seconds:.0f} s "
+                  f"({min(x.rss_mb for x in samples):.0f}–{max(x.rss_mb for x in samples):.0f} MB): "
+                  f"{soak.sparkline([x.rss_mb for x in samples])}")
+            print(soak.soak_table(samples))
         if "profile" in bench.results:
             lines = Path(bench.results["profile"]["path"]).read_text().splitlines()
             print("\nprofile (pyinstrument, top of the call tree):")

@@ -12,15 +12,16 @@ and passed to quixstreams as bytes:
     f/<ticket_id>/<fill_id>     a fill applied (per-fill dedup)
     e/<ticket_id>/<event_id>    the reports processed under an event id (event dedup)
     u/<execution>\x1f<ticket>\x1f<event>   reports that reached no ticket
+    c/<command_id>              a cancel command handled (never written here: order events only)
 
-Per order event: decode it, read the head (decoded from the state's bytes every time: quixstreams
-keeps bytes, not objects) and the definition (immutable, so decoded once per process like the
-processor's definitions cache), look the fill and the reports up by id, apply the domain's
-`apply_order_event`, write what it remembered, the log entry and the head, and return the records
-the processor would produce for it (`processor.outputs.Outputs`: the DELTA ExecutionStateChange
-of each log entry, SUBMIT/CANCEL instructions, a version release). An execution the state does not
-have yet starts from its definition and created head as the processor stored them (the seed: the
-peer has no create path).
+Per order event: decode it (the topic's codec, as the processor's), read the head (decoded from
+the state's bytes every time: quixstreams keeps bytes, not objects) and the definition
+(immutable, so decoded once per process like the processor's definitions cache), look the fill
+and the reports up by id, apply the domain's `apply_order_event`, write what it remembered, the
+log entry and the head, and return the records the processor would produce for it
+(`processor.outputs.Outputs`: the DELTA ExecutionStateChange of each log entry, SUBMIT/CANCEL
+instructions, a version release). An execution the state does not have yet starts from its
+definition and created head as the processor stored them (the seed: the peer has no create path).
 
 Not done, unlike the processor: the execution-snapshots table (a SUMMARY row per execution per
 transaction needs a commit hook quixstreams does not offer) and the processor's metrics and logs.
@@ -45,11 +46,10 @@ from execution_domain.fills import Fill
 from execution_domain.history import Remembered, UnroutedKey
 from processor.executions import Cause, UnknownExecution
 from processor.kafka_provider import KafkaExecutionProvider
-from processor.outputs import Outputs
+from processor.outputs import Codecs, Outputs
 from processor.runtime.journal import OutputRecord, RecordJournal
 from processor.state_codecs import DefinitionCodec, FillCodec, HeadCodec, LogEntryCodec, ReportsCodec
 from wire import records as translate
-from wire import serde
 from wire.topics import TopicNames
 
 # As processor.executions: an execution that ends here frees its proposal version.
@@ -141,7 +141,9 @@ def seed_line(execution_id: str, definition: bytes, head: bytes) -> bytes:
 class PeerFold:
     """The fold of one peer process. Not thread-safe; one quixstreams app drives it."""
 
-    def __init__(self, topics: TopicNames, seed: Mapping[str, tuple[bytes, bytes]]) -> None:
+    def __init__(self, topics: TopicNames, seed: Mapping[str, tuple[bytes, bytes]], codecs: Codecs) -> None:
+        """`codecs`: every topic kind's codec, as the processor's tasks get them
+        (`wire.formats.WireFormats.topic_codecs`)."""
         self._seed = seed
         self._definition_codec = DefinitionCodec()
         self._definitions: dict[str, ExecutionDefinition] = {}
@@ -150,9 +152,9 @@ class PeerFold:
         self._fills = FillCodec()
         self._reports = ReportsCodec()
         self._journal = RecordJournal()
-        self._outputs = Outputs(topics, self._journal)
+        self._outputs = Outputs(topics, self._journal, codecs)
         self._provider = KafkaExecutionProvider(self._outputs)
-        self._order_event = serde.codec("OrderEvent")
+        self._order_event = codecs["order-events"]
         self._state: BytesState | None = None  # the state of the event being folded
 
     def on_order_event(self, value: bytes, state: BytesState, *, topic: str = "order-events", partition: int = 0,

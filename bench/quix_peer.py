@@ -24,6 +24,7 @@ from quixstreams.state.rocksdb import RocksDBOptions
 
 from bench.peer_fold import PeerFold, read_seed
 from processor.runtime.journal import OutputRecord
+from wire import formats
 from wire.topics import TopicNames
 
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         seed = read_seed(f)
     topics = dataclasses.replace(TopicNames.defaults(args.group, {}), execution_state_changes=args.output,
                                  trade_tickets=args.side, admission_requests=args.side)
-    fold = PeerFold(topics, seed)
+    fold = PeerFold(topics, seed, formats.from_environment().topic_codecs(topics))
 
     app = Application(
         broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest",

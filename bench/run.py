@@ -65,6 +65,7 @@ from local_kafka.select import kafka_broker
 from processor.runtime.store import PartitionStore
 from processor.state_codecs import DefinitionCodec, HeadCodec, LogEntryCodec
 from wire import serde
+from wire.formats import REGISTRY_URL_ENV
 
 SECTIONS = ("throughput", "profile", "latency", "gateway", "recovery", "history", "soak")
 NEEDS_SETUP = {"throughput", "profile", "latency", "gateway", "recovery"}  # the seeded executions and recorded stream
@@ -611,6 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     args.soak_sample_seconds = args.soak_sample_seconds or (3 if q else 5)
     if args.soak_seconds <= soak.FIRST_MINUTE_S + args.soak_sample_seconds:
         parser.error(f"--soak-seconds: more than the first minute ({soak.FIRST_MINUTE_S:.0f} s) and one sample")
+    if os.environ.get(REGISTRY_URL_ENV, "").strip():
+        parser.error(f"{REGISTRY_URL_ENV} is set: the bench encodes and decodes single-object records (wire.serde) and "
+                     "measures that framing; unset it (bench/wire_formats.py measures the Confluent framing's cost)")
     args.sections_list = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = set(args.sections_list) - set(SECTIONS)
     if unknown:

@@ -15,8 +15,8 @@ from execution_domain import Execution, OrderEvent
 from processor.runtime.journal import OutputRecord
 from processor.state_codecs import DefinitionCodec, FillCodec, HeadCodec, ReportsCodec
 from testkit.processor import T0
+from wire import formats, serde
 from wire import records as translate
-from wire import serde
 from wire.topics import TopicNames
 
 TOPICS = TopicNames.defaults("peer-test", {})
@@ -42,7 +42,7 @@ def seeded(plans: list[sf.PlannedExecution]) -> tuple[dict[str, tuple[bytes, byt
 
 def fold_all(plans: list[sf.PlannedExecution], events: list[OrderEvent], seed: dict[str, tuple[bytes, bytes]]
              ) -> tuple[dict[str, DictState], list[OutputRecord]]:
-    fold = PeerFold(TOPICS, seed)
+    fold = PeerFold(TOPICS, seed, formats.WireFormats().topic_codecs(TOPICS))  # no registry: single-object
     states: dict[str, DictState] = {}
     records: list[OutputRecord] = []
     for event in events:

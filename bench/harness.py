@@ -143,6 +143,10 @@ class App:
             state_dir=state_dir, topics=self.topics, partitions=self.partitions, commit_interval_ms=100,
             batch_size=500, http_host="127.0.0.1", http_port=0, log_level="WARNING")
 
+    def folded(self, admin: AdminClient) -> int:
+        """Order events the application's group has folded and committed (its committed offsets)."""
+        return group_committed(admin, self.application_id, self.topics.order_events, self.partitions)
+
     def env(self) -> dict[str, str]:
         return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 **{f"TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(TopicNames)}}

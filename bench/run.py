@@ -412,12 +412,8 @@ class Bench:
 
     def history(self) -> None:
         app = App(self.bootstrap, f"bench-{self.run_id}-hist", self.P)
-
-        def folded() -> int:
-            return group_committed(self.admin, app.application_id, app.topics.order_events, self.P)
-
         self.results["history"] = hist.run_history(self.bootstrap, app, self.procs, self.work / "state-history",
-                                                   self.args.history_checkpoints, folded)
+                                                   self.args.history_checkpoints, lambda: app.folded(self.admin))
 
     # -- 7. soak: steady realistic load, RSS over time ----------------------------------------------------
 
@@ -430,7 +426,7 @@ class Bench:
         proc = app.spawn(self.procs, self.work / "state-soak", "processor-soak", port=port)
 
         def folded() -> int:
-            return group_committed(self.admin, app.application_id, app.topics.order_events, self.P)
+            return app.folded(self.admin)
 
         try:
             wait_for(lambda: http_get_status(port, "/readyz") == 200, 120, "processor ready")

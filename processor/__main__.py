@@ -3,26 +3,57 @@
 from __future__ import annotations
 
 import gc
+import logging
+import os
 import signal
 import sys
+import threading
 
+from kafka_client.settings import ClientConfigError
 from observability import json_logging
+from processor import app as app_module
 from processor import config as processor_config
 from processor.app import ProcessorApp
+from processor.runtime.store import StateDirLocked
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = processor_config.load(argv)
+    try:
+        config = processor_config.load(argv)
+        app_module.producer_config(config), app_module.consumer_config(config)  # refused settings fail here
+    except (processor_config.ConfigError, ClientConfigError) as error:
+        lines = error.lines if isinstance(error, processor_config.ConfigError) else (str(error),)
+        for line in lines:
+            print(f"processor: {line}", file=sys.stderr)
+        return 2
     # The fold allocates many small, long-lived immutable objects (executions, log entries, cached
     # encodings): with CPython's default thresholds, full collections ran often and paused the
     # loop for up to ~100 ms, the tail of the event-to-state-change latency (docs/benchmarks.md).
     gc.set_threshold(50_000, 20, 100)
     json_logging.configure("processor", config.log_level)
     app = ProcessorApp(config)
+
+    def stop(*_: object) -> None:
+        app.request_stop()
+        # The loop checks the flag between bounded waits; whatever the broker does, the process
+        # ends within the shutdown timeout (nothing of an open transaction lands either way).
+        watchdog = threading.Timer(config.shutdown_timeout_s, _exit_now, (config.shutdown_timeout_s,))
+        watchdog.daemon = True
+        watchdog.start()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: app.request_stop())
-    app.run()
+        signal.signal(signum, stop)
+    try:
+        app.run()
+    except StateDirLocked as locked:
+        print(f"processor: {locked}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _exit_now(after_s: float) -> None:
+    logging.getLogger("processor").error("still stopping after %.0fs (the broker unreachable?); exiting now", after_s)
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ A version is held from its admission until its execution ends REJECTED or CANCEL
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Message
@@ -19,7 +20,7 @@ from kafka_client.records import decode_value
 from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, TaskContext
-from processor.runtime.transaction import KafkaTransaction
+from processor.runtime.transaction import DeliveryCallback, KafkaTransaction
 from processor.state_codecs import ArtifactCodec, Reservation, ReservationCodec
 from wire import records as translate
 from wire.topics import TopicNames
@@ -37,22 +38,25 @@ def _version_key(proposal_id: str, version_no: int) -> str:
 class ProposalsProcessor:
     """The handlers of one proposals task and the stores they use."""
 
-    def __init__(self, context: TaskContext, topics: TopicNames, codecs: Codecs) -> None:
+    def __init__(self, context: TaskContext, topics: TopicNames, codecs: Codecs, *, max_tickets: int = 1_000) -> None:
         self._topics = topics
+        self._max_tickets = max_tickets
         self._outputs = Outputs(topics, context.journal, codecs)
         self._approved_proposal = codecs["approved-proposals"]
         self._admission_request = codecs["admission-requests"]
         # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it
         self.proposals: KeyValueStore[ProposalArtifact] = KeyValueStore(
-            "proposals", b"p/", ArtifactCodec(), context.store, context.journal, max_cached=10_000)
+            "proposals", b"p/", ArtifactCodec(), context.store, context.journal,
+            max_cached_bytes=context.cache_bytes * 8 // 10)
         self.reservations: KeyValueStore[Reservation] = KeyValueStore(
-            "reservations", b"r/", ReservationCodec(), context.store, context.journal, max_cached=50_000)
+            "reservations", b"r/", ReservationCodec(), context.store, context.journal,
+            max_cached_bytes=context.cache_bytes * 2 // 10)
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:
         return (self.proposals, self.reservations)
 
-    def prepare_commit(self, txn: KafkaTransaction) -> None:
+    def prepare_commit(self, txn: KafkaTransaction, refused: Callable[[bytes], DeliveryCallback]) -> None:
         """Nothing is produced per transaction."""
 
     def handlers(self) -> dict[str, Handler]:
@@ -123,6 +127,11 @@ class ProposalsProcessor:
             artifact = inline
         if artifact is None:
             return decision("PROPOSAL_NOT_FOUND", reason=f"proposal {proposal_id} version {version_no} is not known")
+        intents = len(artifact.trades_and_funding.intents)
+        if intents > self._max_tickets:  # a limit at the edge: every record it would cause stays bounded
+            return decision("INVALID_ARTIFACT", reason=(
+                f"proposal {proposal_id} version {version_no} has {intents:,} intents; an execution has at most "
+                f"{self._max_tickets:,} tickets (PROCESSOR_MAX_TICKETS)"))
         if not artifact.is_execution_ready:
             gate = artifact.gate_decision
             reasons = "; ".join(f"{r.code}: {r.message}" for r in gate.reasons) or "no reasons given"

@@ -16,6 +16,7 @@ from processor.metrics import ProcessorMetrics
 from processor.runtime.loop import LoopSettings, StreamLoop
 from processor.runtime.restore import restore_consumer_config, written_end_consumer_config
 from processor.runtime.state_manager import StateManager
+from processor.runtime.store import StateDirLock
 from processor.topics import prepare_topics
 from processor.topology import ServiceTopology
 from wire import formats
@@ -25,37 +26,51 @@ log = logging.getLogger(__name__)
 _STALL_S = 60.0  # a loop that has not come round for this long is not alive
 
 
+# librdkafka's own log lines go through the service's JSON logger (not straight to stderr).
+LIBRDKAFKA_LOG = logging.getLogger("librdkafka")
+
+
 def consumer_config(config: ProcessorConfig) -> ClientConfig:
-    return {
-        **config.kafka.base_config(),
+    required: dict[str, object] = {
         "group.id": config.application_id,
-        "client.id": f"{config.application_id}-{config.instance_id}",
         "enable.auto.commit": False,  # offsets are committed inside the transactions
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
-        "auto.offset.reset": "earliest",
         # Range gives partition p of equally partitioned topics to one member: co-partitioning.
         "partition.assignment.strategy": "range",
-        "session.timeout.ms": 10_000,
-        "heartbeat.interval.ms": 1_000,
-        "max.poll.interval.ms": 300_000,
     }
+    if config.static_membership:
+        # A restarted instance rejoins as the same member and gets its partitions back at once, without
+        # a rebalance (KIP-345); the trade-off: see docs/design.md, "Failover and static membership".
+        required["group.instance.id"] = config.instance_id
+    return {**config.kafka.client({
+        "client.id": f"{config.application_id}-{config.instance_id}",
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": config.session_timeout_ms,
+        "heartbeat.interval.ms": min(3_000, config.session_timeout_ms // 10),
+        "max.poll.interval.ms": 300_000,
+    }, required), "logger": LIBRDKAFKA_LOG}  # type: ignore[dict-item]
 
 
 def producer_config(config: ProcessorConfig) -> ClientConfig:
-    return {
-        **config.kafka.base_config(),
+    return {**config.kafka.client({
         "client.id": f"{config.application_id}-{config.instance_id}",
+        "transaction.timeout.ms": 10_000,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }, {
         # Stable per instance: a restarted instance fences (and aborts) its earlier incarnation's
         # open transaction at once instead of waiting for it to time out.
         "transactional.id": config.transactional_id,
         "enable.idempotence": True,
-        "transaction.timeout.ms": 10_000,
         # Java clients' partitioner, so that keys land where other producers put them.
         "partitioner": "murmur2_random",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-    }
+    }), "logger": LIBRDKAFKA_LOG}  # type: ignore[dict-item]
+
+
+def admin_config(config: ProcessorConfig) -> ClientConfig:
+    return {**config.kafka.client({"client.id": f"{config.application_id}-{config.instance_id}-admin"}),
+            "logger": LIBRDKAFKA_LOG}  # type: ignore[dict-item]
 
 
 def written_topics(config: ProcessorConfig) -> dict[str, str]:
@@ -84,21 +99,38 @@ class ProcessorApp:
         self._stop.set()
 
     def live(self) -> tuple[bool, str]:
+        """Alive while the loop comes round and transactions complete (a broker away for over 30 s
+        fails it: the process is stuck, not progressing)."""
         if self.loop is None:
             return True, "starting"
         stalled_for = time.monotonic() - self.loop.last_loop_at
-        return stalled_for < _STALL_S, f"loop last ran {stalled_for:.1f}s ago"
+        if stalled_for >= _STALL_S:
+            return False, f"loop last ran {stalled_for:.1f}s ago"
+        if not self.loop.healthy:
+            return False, "transactions have been failing for over 30s (broker unavailable?)"
+        return True, f"loop last ran {stalled_for:.1f}s ago"
 
     def ready(self) -> tuple[bool, str]:
-        """Ready once assigned partitions are restored and being processed."""
+        """Ready once assigned partitions are restored and being processed, and transactions complete."""
         if self.loop is None or not self.loop.assignment_ready:
             return False, "restoring or waiting for partitions"
+        if self.loop.unavailable_since is not None:
+            return False, "waiting for the broker: transactions are failing"
         return True, "processing"
 
     def run(self) -> None:
         config = self.config
         log.info("starting processor %s (%s)", config.instance_id, config.kafka.redacted())
-        created = prepare_topics(AdminClient(config.kafka.base_config()), config)
+        # One owner per state directory, before any store opens (a second instance fails here).
+        self._lock = StateDirLock(config.state_dir, {"instance_id": config.instance_id,
+                                                      "application_id": config.application_id})
+        try:
+            self._run(config)
+        finally:
+            self._lock.release()
+
+    def _run(self, config: ProcessorConfig) -> None:
+        created = prepare_topics(AdminClient(admin_config(config)), config)
         if created:
             log.info("created topics: %s", ", ".join(created))
         registered = self.wire_formats.register_schemas(written_topics(config))
@@ -109,8 +141,9 @@ class ProcessorApp:
             log.info("ops endpoints on http://%s:%d (/metrics /healthz /readyz)", config.http_host, self._ops.port)
         producer = Producer(producer_config(config))
         producer.init_transactions(30)
-        restore_consumer = Consumer(restore_consumer_config(config.kafka.base_config()))
-        watermark_consumer = Consumer(written_end_consumer_config(config.kafka.base_config()))
+        restore_consumer = Consumer({**restore_consumer_config(config.kafka.base_config()), "logger": LIBRDKAFKA_LOG})
+        watermark_consumer = Consumer({**written_end_consumer_config(config.kafka.base_config()),
+                                       "logger": LIBRDKAFKA_LOG})
         self.state = StateManager(
             self.topology.subtopologies,
             config.state_dir,
@@ -123,8 +156,12 @@ class ProcessorApp:
             consumer=Consumer(consumer_config(config)),
             producer=producer,
             state=self.state,
-            settings=LoopSettings(batch_size=config.batch_size, commit_interval_s=config.commit_interval_ms / 1000),
+            # Every transactional call waits less than the broker's transaction timeout (10 s), so a
+            # transaction the broker cannot finish is aborted (or its producer replaced), never left hanging.
+            settings=LoopSettings(batch_size=config.batch_size, commit_interval_s=config.commit_interval_ms / 1000,
+                                  transaction_timeout_s=8.0),
             metrics=self.metrics,
+            new_producer=lambda: Producer(producer_config(config)),
         )
         del producer  # the loop owns the clients from here
         try:

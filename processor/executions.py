@@ -19,6 +19,7 @@ summary of every execution the transaction changed, once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -51,7 +52,7 @@ from processor.metrics import ProcessorMetrics
 from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, TaskContext
-from processor.runtime.transaction import KafkaTransaction
+from processor.runtime.transaction import DeliveryCallback, KafkaTransaction
 from processor.state_codecs import (
     DefinitionCodec,
     FillCodec,
@@ -98,21 +99,24 @@ class ExecutionStores:
     """The typed stores of one executions task (key layout: `processor.state_codecs`)."""
 
     def __init__(self, context: TaskContext) -> None:
-        store, journal = context.store, context.journal
+        store, journal, budget = context.store, context.journal, context.cache_bytes
+        # The decoded heads and definitions are cached within the task's byte budget; write-once
+        # facts looked up by id (log entries, fills, reports, commands) are not: a cache would rarely hit.
         self.definitions: KeyValueStore[ExecutionDefinition] = KeyValueStore(
-            "definitions", b"d/", DefinitionCodec(), store, journal, max_cached=20_000)
+            "definitions", b"d/", DefinitionCodec(), store, journal, max_cached_bytes=budget * 45 // 100)
         self.heads: KeyValueStore[Execution] = KeyValueStore(
-            "heads", b"x/", HeadCodec(self.definitions.get), store, journal, max_cached=20_000)
+            "heads", b"x/", HeadCodec(self.definitions.get), store, journal, max_cached_bytes=budget * 45 // 100)
         self.entries: KeyValueStore[LogEntry] = KeyValueStore(
-            "log", b"l/", LogEntryCodec(self.definitions.get), store, journal, max_cached=0)
-        self.fills: KeyValueStore[Fill] = KeyValueStore("fills", b"f/", FillCodec(), store, journal, max_cached=0)
+            "log", b"l/", LogEntryCodec(self.definitions.get), store, journal, max_cached_bytes=0)
+        self.fills: KeyValueStore[Fill] = KeyValueStore("fills", b"f/", FillCodec(), store, journal, max_cached_bytes=0)
         self.reports: KeyValueStore[tuple[ReportKey, ...]] = KeyValueStore(
-            "reports", b"e/", ReportsCodec(), store, journal, max_cached=0)
+            "reports", b"e/", ReportsCodec(), store, journal, max_cached_bytes=0)
         self.unrouted: KeyValueStore[tuple[ReportKey, ...]] = KeyValueStore(
-            "unrouted", b"u/", ReportsCodec(), store, journal, max_cached=0)
-        self.commands: KeyValueStore[bool] = KeyValueStore("commands", b"c/", MarkerCodec(), store, journal, max_cached=0)
+            "unrouted", b"u/", ReportsCodec(), store, journal, max_cached_bytes=0)
+        self.commands: KeyValueStore[bool] = KeyValueStore(
+            "commands", b"c/", MarkerCodec(), store, journal, max_cached_bytes=0)
         self.admissions: KeyValueStore[PendingAdmission] = KeyValueStore(
-            "admissions", b"a/", PendingAdmissionCodec(), store, journal, max_cached=10_000)
+            "admissions", b"a/", PendingAdmissionCodec(), store, journal, max_cached_bytes=budget // 10)
 
     @property
     def all(self) -> tuple[KeyValueStore[Any], ...]:
@@ -202,11 +206,12 @@ class ExecutionsProcessor:
             t.order_events: self.on_order_event,
         }
 
-    def prepare_commit(self, txn: KafkaTransaction) -> None:
+    def prepare_commit(self, txn: KafkaTransaction, refused: Callable[[bytes], DeliveryCallback]) -> None:
         """The execution-snapshots table: the latest summary of each execution this transaction
         changed, once (a compacted topic keyed by execution_id: the KTable of executions)."""
-        for _, execution in self.state.heads.written():
-            self._outputs.snapshot(txn, translate.snapshot_record(execution, content="SUMMARY"))
+        for key, execution in self.state.heads.written():
+            self._outputs.snapshot(txn, translate.snapshot_record(execution, content="SUMMARY"),
+                                   on_delivery=refused(self.state.heads.prefix + key.encode()))
 
     # -- commands from the gateway -----------------------------------------------------
 

@@ -67,6 +67,18 @@ class ProcessorMetrics:
         self.restored_records = Counter(
             "processor_restored_records", "Changelog records restored into local stores.", ["store"], registry=r
         )
+        self.misrouted = Counter(
+            "processor_misrouted_records", "Keyed inputs read from a partition their key does not belong to "
+            "(produced with another partitioner than murmur2), dead-lettered.", ["topic"], registry=r,
+        )
+        self.cache_bytes = Gauge(
+            "processor_state_cache_bytes", "Decoded state values cached in memory (encoded size), by store and "
+            "partition.", ["store", "partition"], registry=r,
+        )
+        self.broker_unavailable_seconds = Gauge(
+            "processor_broker_unavailable_seconds", "How long the processor has been unable to complete a "
+            "transaction with the broker (0 when it can).", registry=r,
+        )
         self.assigned_partitions = Gauge(
             "processor_assigned_partitions", "Input partitions assigned to this instance.", registry=r
         )

@@ -49,18 +49,22 @@ class ServiceTopology:
         self._metrics = metrics
         self._formats = wire_formats
         self._dead_letters = DeadLetters(config.topics.dead_letters, config.instance_id, metrics,
-                                         wire_formats.value_codec("dead-letters", config.topics.dead_letters))
+                                         wire_formats.value_codec("dead-letters", config.topics.dead_letters),
+                                         config.dead_letter_value_limit)
         self._error_policy = ErrorPolicy(config.on_handler_error)
 
-    def build_task(self, task_id: TaskId, store: PartitionStore) -> Task:
+    def build_task(self, task_id: TaskId, store: PartitionStore, partitions: int) -> Task:
         return Task(task_id, store, self._processor_for(task_id.subtopology), dead_letters=self._dead_letters,
-                    bad_input=BAD_INPUT, error_policy=self._error_policy)
+                    bad_input=BAD_INPUT, error_policy=self._error_policy, partitions=partitions,
+                    cache_bytes=self._config.cache_mb * 1024 * 1024,
+                    on_misrouted=lambda topic: self._metrics.misrouted.labels(topic).inc())
 
     def _processor_for(self, subtopology: str) -> Callable[[TaskContext], TaskProcessor]:
         topics, metrics, wire_formats = self._config.topics, self._metrics, self._formats
+        max_tickets = self._config.max_tickets
 
         def proposals(context: TaskContext) -> TaskProcessor:
-            return ProposalsProcessor(context, topics, wire_formats.topic_codecs(topics))
+            return ProposalsProcessor(context, topics, wire_formats.topic_codecs(topics), max_tickets=max_tickets)
 
         def executions(context: TaskContext) -> TaskProcessor:
             return ExecutionsProcessor(context, topics, metrics, wire_formats.topic_codecs(topics))

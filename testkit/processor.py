@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -189,12 +189,15 @@ class ProcessorHarness:
 
     # -- processors --------------------------------------------------------------------
 
-    def config(self, instance_id: str, *, state_dir: Path | None = None, commit_interval_ms: int = 50) -> ProcessorConfig:
+    def config(self, instance_id: str, *, state_dir: Path | None = None, commit_interval_ms: int = 50,
+               static_membership: bool = False) -> ProcessorConfig:
+        """Dynamic group membership unless asked: tests start and stop instances under many ids, and a
+        static member that stops keeps its partitions for the session timeout."""
         return ProcessorConfig(
             kafka=KafkaSettings(self.bootstrap), application_id=self.application_id, instance_id=instance_id,
             state_dir=state_dir or self.base_dir / instance_id, topics=self.topics, partitions=self.partitions,
             commit_interval_ms=commit_interval_ms, batch_size=500, http_host="127.0.0.1", http_port=0,
-            log_level="INFO",
+            log_level="INFO", static_membership=static_membership, session_timeout_ms=10_000,
         )
 
     def start(self, instance_id: str = "p1", **overrides: Any) -> RunningProcessor:
@@ -206,20 +209,24 @@ class ProcessorHarness:
         wait_until(lambda: app.ready()[0], 60, what=f"processor {instance_id} ready")
         return running
 
-    def spawn(self, instance_id: str, *, state_dir: Path | None = None) -> ProcessorProcess:
+    def spawn(self, instance_id: str, *, state_dir: Path | None = None, static_membership: bool = False,
+              extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> ProcessorProcess:
         state = state_dir or self.base_dir / instance_id
         log_path = self.base_dir / f"{instance_id}.log"
-        env = {
+        environment = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             **{f"TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(TopicNames)},
+            **(env or {}),
         }
         with open(log_path, "ab") as log_file:
             process = subprocess.Popen(
                 [sys.executable, "-m", "processor", "--application-id", self.application_id,
                  "--instance-id", instance_id, "--state-dir", str(state), "--partitions", str(self.partitions),
-                 "--commit-interval-ms", "50", "--http-port", "0"],
-                cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                 "--commit-interval-ms", "50", "--http-port", "0",
+                 "--static-membership", "true" if static_membership else "false", "--session-timeout-ms", "10000",
+                 *extra_args],
+                cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
             )
         spawned = ProcessorProcess(process, log_path)
         self._running.append(spawned)

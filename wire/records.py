@@ -207,8 +207,9 @@ def policy_to_record(policy: ExecutionPolicy) -> Record:
 
 
 def actor_from_record(record: Mapping[str, Any]) -> Actor:
-    return Actor(requested_by=record["requested_by"], channel=record["channel"],
-                 claimed_requested_by=record.get("claimed_requested_by"))
+    return Actor(requested_by=bounded_id(record["requested_by"], "actor.requested_by"),
+                 channel=bounded_id(record["channel"], "actor.channel"),
+                 claimed_requested_by=bounded_text(record.get("claimed_requested_by")))
 
 
 def actor_to_record(actor: Actor) -> Record:
@@ -221,35 +222,61 @@ def actor_to_record(actor: Actor) -> Record:
 _DETAIL_KEYS: Final = ("fill_id", "last_qty", "last_price", "filled_qty", "avg_price", "reason")
 
 
+# Bounds on what comes from outside (an OMS, an upstream producer): an id is identity, so one over the
+# limit makes the record invalid (dead-lettered, named); free text is informative, so it is cut, saying so.
+MAX_ID_LENGTH: Final = 256
+MAX_TEXT_LENGTH: Final = 1_000
+
+
+def bounded_id(value: str, name: str) -> str:
+    """An id from outside; RecordError naming it if it is longer than MAX_ID_LENGTH."""
+    if len(value) > MAX_ID_LENGTH:
+        raise RecordError(f"{name} is {len(value):,} characters long; at most {MAX_ID_LENGTH}")
+    return value
+
+
+def bounded_optional_id(value: str | None, name: str) -> str | None:
+    return None if value is None else bounded_id(value, name)
+
+
+def bounded_text(value: str | None) -> str | None:
+    """Free text from outside, cut to MAX_TEXT_LENGTH characters (the cut is said)."""
+    if value is None or len(value) <= MAX_TEXT_LENGTH:
+        return value
+    note = f" ... (cut: {len(value):,} characters)"
+    return value[: MAX_TEXT_LENGTH - len(note)] + note
+
+
 def order_event_from_record(record: Mapping[str, Any]) -> OrderEvent:
     """The domain OrderEvent of an OrderEvent record (hot path: plain dataclasses only).
 
     Decimals are kept as decoded (the domain compares them by value). A record whose details
-    are all null (or absent) shares the domain's empty-details value.
+    are all null (or absent) shares the domain's empty-details value. Ids over MAX_ID_LENGTH make
+    it invalid (RecordError); a reason over MAX_TEXT_LENGTH is cut.
     """
     occurred_at = record["occurred_at"]
     if occurred_at.tzinfo is None:  # the decoder never yields one; a hand-built record might
         raise RecordError("OrderEvent.occurred_at must be timezone-aware")
     details = record.get("details")
     return OrderEvent(
-        event_id=record["event_id"],
-        execution_id=record["execution_id"],
-        ticket_id=record["ticket_id"],
-        source=record["source"],
+        event_id=bounded_id(record["event_id"], "event_id"),
+        execution_id=bounded_id(record["execution_id"], "execution_id"),
+        ticket_id=bounded_id(record["ticket_id"], "ticket_id"),
+        source=bounded_id(record["source"], "source"),
         event_type=OrderEventType(record["event_type"]),
-        external_order_id=record.get("external_order_id"),
+        external_order_id=bounded_optional_id(record.get("external_order_id"), "external_order_id"),
         occurred_at=occurred_at,
         details=_details_from_record(details) if details else NO_DETAILS,
     )
 
 
 def _details_from_record(details: Mapping[str, Any]) -> EventDetails:
-    fill_id = details.get("fill_id")
+    fill_id = bounded_optional_id(details.get("fill_id"), "details.fill_id")
     last_qty = details.get("last_qty")
     last_price = details.get("last_price")
     filled_qty = details.get("filled_qty")
     avg_price = details.get("avg_price")
-    reason = details.get("reason")
+    reason = bounded_text(details.get("reason"))
     if fill_id is None and last_qty is None and last_price is None and filled_qty is None and avg_price is None:
         if reason is None:
             return NO_DETAILS
@@ -612,5 +639,5 @@ def cancel_request_from_record(command: Mapping[str, Any]) -> CancelRequest:
         command_id=command["command_id"],
         requested_at=command["issued_at"],
         actor=actor_from_record(payload["actor"]),
-        reason=payload.get("reason"),
+        reason=bounded_text(payload.get("reason")),
     )

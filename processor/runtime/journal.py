@@ -68,13 +68,18 @@ class RecordJournal:
 
     # -- after the handler ----------------------------------------------------------------
 
-    def commit(self, txn: KafkaTransaction, on_delivery: DeliveryCallback | None = None) -> None:
-        """The record was handled in full: its outputs go to the transaction, its writes to the stores."""
+    def commit(self, txn: KafkaTransaction, on_delivery: DeliveryCallback | None = None) -> list[bytes]:
+        """The record was handled in full: its outputs go to the transaction, its writes to the stores.
+        Returns the store keys it wrote (prefix included). A KafkaException from the producer (a record
+        refused at once, e.g. too large) escapes, and the transaction is FAILED: it must be aborted."""
         try:
             for record in self._outputs:
                 txn.produce(record.topic, record.value, key=record.key, headers=record.headers, on_delivery=on_delivery)
+            written = []
             for (_, key), (store, value) in self._writes.items():
                 store.keep(key, value)
+                written.append(store.prefix + key.encode())
+            return written
         finally:
             self._reset()
 

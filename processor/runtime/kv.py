@@ -8,12 +8,15 @@ they become dirty; when the task prepares its commit, each dirty value is encode
 changelog; when the transaction committed they become clean.
 
 The store belongs to its task: revoking the partition closes the task and drops the store with
-every cached value (nothing here is module-level).
+every cached value (nothing here is module-level). The decoded cache is bounded in bytes (each
+value counted by its encoded size), least recently used out first; `cached_bytes` is exported as
+`processor_state_cache_bytes{store,partition}`.
 """
 
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from typing import Generic, Protocol, TypeVar
 
 from processor.runtime.store import PartitionStore, StagedWrites
@@ -53,16 +56,18 @@ class KeyValueStore(Generic[T]):
         store: PartitionStore,
         journal: JournalView,
         *,
-        max_cached: int = 20_000,
+        max_cached_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         self.name = name
         self.prefix = prefix
         self.codec = codec
         self._store = store
         self._journal = journal
-        self._max_cached = max_cached
-        self._clean: dict[str, T] = {}  # committed values, decoded
+        self._max_bytes = max_cached_bytes
+        self._clean: OrderedDict[str, tuple[T, int]] = OrderedDict()  # committed values, decoded, LRU order
+        self._clean_bytes = 0
         self._dirty: dict[str, T | Marker] = {}  # written by records of the open transaction
+        self._sizes: dict[str, int] = {}  # encoded size of the dirty values, once flushed
 
     def __repr__(self) -> str:
         return f"KeyValueStore({self.name!r}, {self._store.path})"
@@ -76,12 +81,13 @@ class KeyValueStore(Generic[T]):
         if value is Marker.UNDEFINED:
             cached = self._clean.get(key)
             if cached is not None:
-                return cached
+                self._clean.move_to_end(key)
+                return cached[0]
             raw = self._store.get(self.prefix + key.encode())
             if raw is None:
                 return None
             decoded = self.codec.decode(raw)
-            self._remember(key, decoded)
+            self._remember(key, decoded, len(raw))
             return decoded
         return None if value is Marker.DELETED else value
 
@@ -99,25 +105,34 @@ class KeyValueStore(Generic[T]):
 
     def flush(self, staged: StagedWrites) -> None:
         """Encode each value written in the open transaction once, into the task's staged writes."""
-        prefix, encode = self.prefix, self.codec.encode
+        prefix, encode, sizes = self.prefix, self.codec.encode, self._sizes
         for key, value in self._dirty.items():
-            staged.put(prefix + key.encode(), None if value is Marker.DELETED else encode(value))  # type: ignore[arg-type]
+            if value is Marker.DELETED:
+                staged.put(prefix + key.encode(), None)
+            else:
+                data = encode(value)  # type: ignore[arg-type]
+                sizes[key] = len(data)
+                staged.put(prefix + key.encode(), data)
 
     def committed(self) -> None:
         for key, value in self._dirty.items():
             if value is Marker.DELETED:
-                self._clean.pop(key, None)
+                self._forget(key)
             else:
-                self._remember(key, value)  # type: ignore[arg-type]
+                self._remember(key, value, self._sizes.get(key, 0))  # type: ignore[arg-type]
         self._dirty.clear()
+        self._sizes.clear()
 
     def aborted(self) -> None:
         """The open transaction's writes are gone; committed values stay valid (they are immutable)."""
         self._dirty.clear()
+        self._sizes.clear()
 
     def clear_cache(self) -> None:
         self._clean.clear()
+        self._clean_bytes = 0
         self._dirty.clear()
+        self._sizes.clear()
 
     def written(self) -> list[tuple[str, T]]:
         """The values written (not deleted) in the open transaction, by key."""
@@ -127,9 +142,21 @@ class KeyValueStore(Generic[T]):
     def cached(self) -> int:
         return len(self._clean)
 
-    def _remember(self, key: str, value: T) -> None:
-        if self._max_cached <= 0:  # write-once facts looked up by id: a cache would rarely hit
+    @property
+    def cached_bytes(self) -> int:
+        return self._clean_bytes
+
+    def _remember(self, key: str, value: T, size: int) -> None:
+        if self._max_bytes <= 0:  # write-once facts looked up by id: a cache would rarely hit
             return
-        if len(self._clean) >= self._max_cached and key not in self._clean:
-            self._clean.clear()  # cheap bound: a cold read costs one RocksDB get and a decode
-        self._clean[key] = value
+        self._forget(key)
+        self._clean[key] = (value, size)
+        self._clean_bytes += size
+        while self._clean_bytes > self._max_bytes and self._clean:
+            _, (_, evicted) = self._clean.popitem(last=False)  # least recently used first
+            self._clean_bytes -= evicted
+
+    def _forget(self, key: str) -> None:
+        held = self._clean.pop(key, None)
+        if held is not None:
+            self._clean_bytes -= held[1]

@@ -11,6 +11,15 @@ offsets, then lets the tasks write their stores.
 Rebalances: before partitions are revoked the open transaction is committed (the generation is
 still ours); when partitions are lost it is aborted and positions rewound. Opening, restoring and
 closing tasks is the `StateManager`'s job.
+
+No input can stop a partition: when the producer or the broker refuses a record an input caused
+(too large, invalid), the transaction is aborted, the input is remembered as poisoned, the inputs
+are refetched from the committed offsets, and the poisoned one is dead-lettered instead of
+handled (its effects never land); if even its dead letter is refused, a minimal one (no original
+value or headers) goes instead. A failure that is not the input's (the broker away, a timeout)
+aborts and retries; if the transaction cannot even be aborted, the producer is replaced (its
+successor's `init_transactions` fences and aborts the old transaction once the broker is back),
+with every wait bounded and the stop flag checked in between, so SIGTERM is always honoured.
 """
 
 from __future__ import annotations
@@ -18,15 +27,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kafka_client.records import coordinates
 from processor.metrics import ProcessorMetrics
 from processor.runtime.state_manager import StateManager
-from processor.runtime.task import Task
-from processor.runtime.transaction import KafkaTransaction
+from processor.runtime.task import Coordinates, OutputRefused, Task
+from processor.runtime.transaction import KafkaTransaction, TransactionStatus
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,14 @@ class LoopSettings:
     commit_interval_s: float = 0.1
     poll_timeout_s: float = 0.05
     transaction_timeout_s: float = 30.0
+    recovery_attempt_s: float = 5.0  # each wait for the broker while recovering (the stop flag is checked between)
+
+
+@dataclass
+class _Poisoned:
+    reason: str
+    attempts: int = 1  # 1: dead-letter it whole; 2: its dead letter was refused too, send a minimal one
+    where: Coordinates = field(default=("", 0, 0))
 
 
 class StreamLoop:
@@ -50,9 +67,11 @@ class StreamLoop:
         state: StateManager,
         settings: LoopSettings,
         metrics: ProcessorMetrics,
+        new_producer: Callable[[], Producer] | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
+        self._new_producer = new_producer  # a fresh transactional producer (same transactional.id)
         self._state = state
         self._settings = settings
         self._metrics = metrics
@@ -65,10 +84,19 @@ class StreamLoop:
         self.last_loop_at = time.monotonic()
         self._lag_reported_at = 0.0
         self._rebalances = 0  # assignment changes seen; tells a batch whether it spans one
+        self._poisoned: dict[Coordinates, _Poisoned] = {}  # inputs to dead-letter instead of handling
+        self._should_stop: Callable[[], bool] = lambda: False
+        self.unavailable_since: float | None = None  # the broker has not let a transaction complete since
+
+    @property
+    def healthy(self) -> bool:
+        """False once transactions have been failing for 30 s (the broker away, or stuck)."""
+        return self.unavailable_since is None or time.monotonic() - self.unavailable_since < 30.0
 
     # -- public ------------------------------------------------------------------------
 
     def run(self, should_stop: Callable[[], bool]) -> None:
+        self._should_stop = should_stop
         self._consumer.subscribe(
             self._state.input_topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -94,7 +122,7 @@ class StreamLoop:
         finally:
             self._consumer.close()  # revokes (nothing open to commit) and leaves the group
             self._state.close()
-            self._producer.flush(10)
+            self._producer.flush(5)
             # Drop the clients: librdkafka's threads end when the handles are collected.
             del self._producer, self._consumer
 
@@ -136,13 +164,22 @@ class StreamLoop:
                     if error.fatal():
                         raise KafkaException(error)
                 continue
-            topic, partition, offset = coordinates(message)
+            where = coordinates(message)
+            topic, partition, offset = where
             task = self._state.task_for(topic, partition)
             if task is None:  # its partition was revoked after it was fetched: the owner refetches it
                 log.warning("skipping %s[%d]@%d: partition no longer assigned", topic, partition, offset)
                 continue
-            task.process(message, txn)
             self._touched[id(task)] = task
+            poisoned = self._poisoned.get(where)
+            try:
+                if poisoned is None:
+                    task.process(message, txn)
+                else:
+                    task.skip(message, txn, OutputRefused(where, poisoned.reason), minimal=poisoned.attempts > 1)
+            except OutputRefused as refused:  # refused at once: nothing of it may land; redo without it
+                self._poison({refused.where: refused.reason})
+                return
             self._next_offsets[(topic, partition)] = offset + 1
             self._metrics.records_processed.labels(topic).inc()
             self._txn_records += 1
@@ -159,32 +196,117 @@ class StreamLoop:
             txn.prepare(offsets, self._consumer.consumer_group_metadata())
             txn.commit()
         except KafkaException as error:
-            kafka_error = error.args[0] if error.args else None
-            if isinstance(kafka_error, KafkaError) and kafka_error.txn_requires_abort():
-                self._abort_and_rewind(txn, tasks, str(kafka_error))
+            refused = {where: reason for task in tasks for where, reason in task.refused().items()}
+            if refused:  # the broker refused records some inputs caused: redo without them
+                self._touched = {id(task): task for task in tasks}
+                self._txn = txn
+                self._poison(refused)
                 return
-            raise  # fatal (e.g. fenced by a newer instance): let the process restart
+            kafka_error = error.args[0] if error.args else None
+            if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
+                raise  # e.g. fenced by a newer instance with our transactional.id: let the process end
+            self._broker_trouble(str(kafka_error or error))
+            self._abort_and_rewind(txn, tasks, str(kafka_error or error))
+            return
         self._next_offsets.clear()
         for task in tasks:
             task.post_commit()
+        self._broker_fine()
         self._metrics.batch_size.observe(self._txn_records)
         self._metrics.commit_latency_ms.observe((time.monotonic() - started) * 1000)
 
+    def _poison(self, refused: dict[Coordinates, str]) -> None:
+        """Remember inputs whose outputs were refused, abort, and redo from the committed offsets."""
+        for where, reason in refused.items():
+            known = self._poisoned.get(where)
+            if known is not None and known.attempts >= 2:
+                raise RuntimeError(f"{where[0]}[{where[1]}]@{where[2]}: even a minimal dead letter was refused "
+                                   f"({reason}); check the dead-letter topic's max.message.bytes")
+            self._poisoned[where] = _Poisoned(reason, 1 if known is None else known.attempts + 1, where)
+            log.warning("input %s[%d]@%d is dead-lettered instead of handled: %s", *where, reason)
+        txn, self._txn = self._txn, None
+        tasks, self._touched = list(self._touched.values()), {}
+        if txn is not None:
+            self._abort_and_rewind(txn, tasks, "outputs refused")
+
     def _abort_and_rewind(self, txn: KafkaTransaction, tasks: list[Task], reason: str) -> None:
         log.warning("aborting transaction and reprocessing its inputs: %s", reason)
-        txn.abort()
         for task in tasks:
             task.abort()
         self._metrics.transactions_aborted.inc()
         self._next_offsets.clear()
-        assignment = self._consumer.assignment()
-        if assignment:
-            for position in self._consumer.committed(assignment, timeout=30):
+        try:
+            if txn.status is not TransactionStatus.ABORTED:
+                txn.abort()
+        except KafkaException as error:
+            kafka_error = error.args[0] if error.args else None
+            if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
+                raise
+            log.warning("could not abort the transaction (%s); replacing the producer", error)
+            self._replace_producer()
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Back to the committed offsets of every assigned partition (bounded retries while the broker is away)."""
+        while True:
+            assignment = self._consumer.assignment()
+            if not assignment:
+                return
+            try:
+                committed = self._consumer.committed(assignment, timeout=self._settings.recovery_attempt_s)
+            except KafkaException as error:
+                self._broker_trouble(f"cannot read committed offsets: {error}")
+                if self._should_stop():
+                    return
+                continue
+            for position in committed:
                 self._consumer.seek(
                     TopicPartition(position.topic, position.partition, max(position.offset, 0))
                     if position.offset >= 0
                     else TopicPartition(position.topic, position.partition, -2)  # OFFSET_BEGINNING
                 )
+            return
+
+    def _replace_producer(self) -> None:
+        """A new producer with the same transactional.id: its init_transactions fences the old one and
+        aborts its transaction once the broker answers. Each attempt is bounded; stop is honoured."""
+        if self._new_producer is None:
+            raise RuntimeError("the transaction could not be aborted and no producer factory was given")
+        old, self._producer = self._producer, None  # type: ignore[assignment]
+        try:
+            old.purge(in_queue=True, in_flight=True)
+        except Exception as error:  # the old handle is dropped either way
+            log.debug("purge of the replaced producer failed: %s", error)
+        del old
+        while not self._should_stop():
+            producer = self._new_producer()
+            try:
+                producer.init_transactions(self._settings.recovery_attempt_s)
+            except KafkaException as error:
+                kafka_error = error.args[0] if error.args else None
+                if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
+                    raise
+                self._broker_trouble(f"init_transactions: {error}")
+                del producer
+                continue
+            self._producer = producer
+            log.info("transactional producer replaced; the broker is reachable again")
+            return
+        raise SystemExit(1)  # stopping while the broker is away: nothing of the open work landed
+
+    def _broker_trouble(self, reason: str) -> None:
+        now = time.monotonic()
+        if self.unavailable_since is None:
+            self.unavailable_since = now
+            log.warning("transactions are failing (%s); retrying", reason)
+        self.last_loop_at = now  # the loop is alive, just waiting for the broker (healthy says the rest)
+        self._metrics.broker_unavailable_seconds.set(now - self.unavailable_since)
+
+    def _broker_fine(self) -> None:
+        if self.unavailable_since is not None:
+            log.info("transactions complete again after %.1fs", time.monotonic() - self.unavailable_since)
+            self.unavailable_since = None
+            self._metrics.broker_unavailable_seconds.set(0)
 
     def _abandon(self) -> None:
         txn, self._txn = self._txn, None
@@ -199,6 +321,8 @@ class StreamLoop:
 
     def _report_lag(self) -> None:
         self._lag_reported_at = time.monotonic()
+        for (store, partition), size in self._state.cache_bytes().items():
+            self._metrics.cache_bytes.labels(store, str(partition)).set(size)
         assignment = self._consumer.assignment()
         if not assignment:
             return

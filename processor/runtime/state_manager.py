@@ -35,7 +35,7 @@ class Subtopology:
     changelog_topic: str
 
 
-TaskFactory = Callable[[TaskId, PartitionStore], Task]
+TaskFactory = Callable[[TaskId, PartitionStore, int], Task]  # (task, its store, the subtopology's partition count)
 
 
 class StateManager:
@@ -57,6 +57,7 @@ class StateManager:
         self._written_end = changelog_written_end
         self._metrics = metrics
         self._tasks: dict[TaskId, Task] = {}
+        self._partition_counts: dict[str, int] = {}
         self.restored: list[tuple[str, int, int]] = []  # (subtopology, partition, records) per restore
 
     @property
@@ -96,7 +97,11 @@ class StateManager:
         path = self._state_dir / sub.name / str(task_id.partition)
         path.parent.mkdir(parents=True, exist_ok=True)
         store = PartitionStore(path, sub.changelog_topic, task_id.partition)
-        task = self._build_task(task_id, store)
+        try:
+            task = self._build_task(task_id, store, self._partition_count(sub))
+        except BaseException:
+            store.close()
+            raise
         task.begin_restore()
 
         def progress(p: int, position: int, end: int) -> None:
@@ -121,6 +126,19 @@ class StateManager:
             result.seconds, " (rebuilt)" if result.store_rebuilt else "",
         )
         return task
+
+    def _partition_count(self, sub: Subtopology) -> int:
+        """Partitions of the subtopology's input topics (equal: checked at start-up)."""
+        count = self._partition_counts.get(sub.name)
+        if count is None:
+            topic = sub.input_topics[0]
+            metadata = self._restore_consumer.list_topics(topic, timeout=30).topics[topic]
+            count = self._partition_counts[sub.name] = len(metadata.partitions)
+        return count
+
+    def cache_bytes(self) -> dict[tuple[str, int], int]:
+        """(store, partition) -> bytes of decoded values cached, for the metric."""
+        return {(kv.name, task.id.partition): kv.cached_bytes for task in self._tasks.values() for kv in task.stores}
 
     def _close(self, task_ids: Iterable[TaskId]) -> None:
         for task_id in task_ids:

@@ -21,13 +21,19 @@ Every way the checkpoint moves (the shape of Kafka Streams' ProcessorStateManage
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
 import shutil
-from collections.abc import Iterator, Mapping
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import IO
 
 from confluent_kafka import KafkaError, Message
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from processor.runtime.transaction import KafkaTransaction
 
@@ -38,10 +44,64 @@ _META_CHANGELOG = b"\x00meta/changelog"
 _META_NEXT_OFFSET = b"\x00meta/changelog-next-offset"
 
 
+# Memory is bounded per database: small memtables (the changelog, not the WAL, is the source of
+# truth; values are written once per transaction) and one block cache shared by every store.
+_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
+_SHARED_BLOCK_CACHE = Cache(32 * 1024 * 1024)
+
+
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
+    options.set_write_buffer_size(_WRITE_BUFFER_BYTES)
+    options.set_max_write_buffer_number(2)
+    table = BlockBasedOptions()
+    table.set_block_cache(_SHARED_BLOCK_CACHE)
+    options.set_block_based_table_factory(table)
     return options
+
+
+class StoreLocked(RuntimeError):
+    """The store's database is open elsewhere (another process holds its RocksDB lock)."""
+
+
+class StateDirLocked(RuntimeError):
+    """Another processor owns the state directory."""
+
+
+class StateDirLock:
+    """One owner per state directory: an exclusive lock taken before any store opens.
+
+    `flock` on `<state-dir>/.owner`, held for the process's life (released by the kernel if it
+    dies, so a SIGKILLed owner never leaves a stale lock); the file names the owner, for the
+    message a second instance fails with. Two processors on one directory would otherwise open
+    each other's RocksDB databases (the failure behind faust-streaming #91/#92).
+    """
+
+    def __init__(self, state_dir: Path, owner: Mapping[str, object]) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / ".owner"
+        self._file: IO[str] | None = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown owner"
+            self._file.close()
+            self._file = None
+            raise StateDirLocked(f"state directory {state_dir} is owned by another processor ({holder}); "
+                                 "give each instance its own --state-dir") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(json.dumps({**owner, "pid": os.getpid(), "host": socket.gethostname(),
+                                     "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+        self._file.flush()
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
 
 
 class PartitionStore:
@@ -106,8 +166,13 @@ class PartitionStore:
         marker = f"{self.changelog}/{self.partition}".encode()
         try:
             db = Rdict(str(self.path), _options())
-        except Exception as error:  # rocksdict raises plain exceptions on corruption
-            log.warning("state store %s cannot be opened (%s); rebuilding from changelog", self.path, error)
+        except Exception as error:  # rocksdict raises plain exceptions
+            text = str(error)
+            if "lock" in text.lower():  # open elsewhere: never treat it as corruption (never delete it)
+                raise StoreLocked(f"state store {self.path} is open in another process: {text}") from error
+            if "Corruption" not in text and "CURRENT" not in text:
+                raise  # an unknown failure (disk full, permissions): keep the data, stop
+            log.warning("state store %s is corrupt (%s); rebuilding from changelog", self.path, error)
             return self._recreate(marker)
         owner = db.get(_META_CHANGELOG)
         if owner is None and db.get(_META_NEXT_OFFSET) is None:
@@ -138,6 +203,7 @@ class StagedWrites:
         self.store = store
         self._writes: dict[bytes, bytes | None] = {}
         self._last_offset = -1  # highest changelog offset delivered for these writes
+        self._on_refused: Callable[[bytes, KafkaError], None] | None = None
 
     def __len__(self) -> int:
         return len(self._writes)
@@ -151,9 +217,11 @@ class StagedWrites:
         """Write (or with None, delete) a key."""
         self._writes[key] = value
 
-    def produce_changelog(self, txn: KafkaTransaction) -> None:
-        """One changelog record per written key (a tombstone for a delete), in this store's partition."""
+    def produce_changelog(self, txn: KafkaTransaction, on_refused: Callable[[bytes, KafkaError], None] | None = None) -> None:
+        """One changelog record per written key (a tombstone for a delete), in this store's partition.
+        `on_refused(key, error)` hears of a record the broker refused."""
         changelog, partition = self.store.changelog, self.store.partition
+        self._on_refused = on_refused
         for key, value in self._writes.items():
             txn.produce(changelog, value, key=key, partition=partition, on_delivery=self._on_changelog_delivery)
 
@@ -174,3 +242,5 @@ class StagedWrites:
             offset = message.offset()
             if offset is not None and offset > self._last_offset:
                 self._last_offset = offset
+        elif self._on_refused is not None:
+            self._on_refused(message.key() or b"", error)

@@ -24,17 +24,47 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
+from kafka_client.partitioning import misrouting
 from kafka_client.records import coordinates
 from processor.runtime.journal import RecordJournal
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.store import PartitionStore, StagedWrites
-from processor.runtime.transaction import KafkaTransaction
+from processor.runtime.transaction import DeliveryCallback, KafkaTransaction
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], None]
+Coordinates = tuple[str, int, int]  # (topic, partition, offset) of an input record
+
+# Errors about one record (its size, its content): the input that caused it is dead-lettered and the
+# partition goes on. Anything else (a broker away, a timeout, fencing) is not the input's fault.
+RECORD_LEVEL_ERRORS = frozenset({
+    KafkaError.MSG_SIZE_TOO_LARGE,  # over the producer's message.max.bytes or the topic's max.message.bytes
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.INVALID_MSG,
+})
+
+
+def record_level(error: KafkaError | None) -> bool:
+    return error is not None and error.code() in RECORD_LEVEL_ERRORS
+
+
+class OutputRefused(Exception):
+    """A record an input caused was refused (by the producer or the broker) for itself, not for the
+    broker's state: that input is dead-lettered instead of handled (the loop aborts the transaction,
+    remembers the input and reprocesses from the committed offsets)."""
+
+    def __init__(self, where: Coordinates, reason: str) -> None:
+        super().__init__(f"{where[0]}[{where[1]}]@{where[2]}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class MisroutedRecord(ValueError):
+    """A keyed input read from a partition its key does not belong to (the producer's partitioner)."""
 
 
 class TaskState(enum.Enum):
@@ -75,6 +105,7 @@ class TaskContext:
     task_id: TaskId
     store: PartitionStore
     journal: RecordJournal
+    cache_bytes: int = 32 * 1024 * 1024  # decoded values the task's stores may keep in memory
 
 
 class TaskProcessor(Protocol):
@@ -87,13 +118,16 @@ class TaskProcessor(Protocol):
         """Input topic name -> handler. A handler raises a bad-input error to dead-letter its record."""
         ...
 
-    def prepare_commit(self, txn: KafkaTransaction) -> None:
-        """Produce what belongs to the transaction as a whole (once per transaction, not per record)."""
+    def prepare_commit(self, txn: KafkaTransaction, refused: Callable[[bytes], DeliveryCallback]) -> None:
+        """Produce what belongs to the transaction as a whole (once per transaction, not per record);
+        `refused(store_key)` gives the delivery callback of a record that follows from that key's value
+        (so a refusal is blamed on the input that last wrote it)."""
         ...
 
 
 class DeadLetterSink(Protocol):
-    def dead_letter(self, txn: KafkaTransaction, message: Message, error: BaseException, *, bug: bool) -> None: ...
+    def dead_letter(self, txn: KafkaTransaction, message: Message, error: BaseException, *, bug: bool,
+                    minimal: bool = False, on_delivery: DeliveryCallback | None = None) -> None: ...
 
 
 class Task:
@@ -106,6 +140,9 @@ class Task:
         dead_letters: DeadLetterSink,
         bad_input: tuple[type[BaseException], ...],
         error_policy: ErrorPolicy = ErrorPolicy.DEAD_LETTER,
+        partitions: int | None = None,
+        cache_bytes: int = 32 * 1024 * 1024,
+        on_misrouted: Callable[[str], None] | None = None,
     ) -> None:
         self.id = task_id
         self.store = store
@@ -113,6 +150,11 @@ class Task:
         self._dead_letters = dead_letters
         self._bad_input = bad_input
         self._error_policy = error_policy
+        self._partitions = partitions  # of every input topic (co-partitioned); None: keys are not checked
+        self._cache_bytes = cache_bytes
+        self._on_misrouted = on_misrouted
+        self._writers: dict[bytes, Coordinates] = {}  # store key -> the input that last wrote it, this transaction
+        self._refused: dict[Coordinates, str] = {}  # inputs whose outputs the broker refused, this transaction
         self.journal = RecordJournal()
         self._staged = StagedWrites(store)
         self._processor: TaskProcessor | None = None
@@ -131,7 +173,7 @@ class Task:
     def initialize(self) -> None:
         """The store is up to date: build the processor and start processing."""
         self._require(TaskState.RESTORING)
-        self._processor = self._build(TaskContext(self.id, self.store, self.journal))
+        self._processor = self._build(TaskContext(self.id, self.store, self.journal, self._cache_bytes))
         self._handlers = self._processor.handlers()
         self.state = TaskState.RUNNING
 
@@ -142,10 +184,22 @@ class Task:
     # -- records ----------------------------------------------------------------------------
 
     def process(self, message: Message, txn: KafkaTransaction) -> None:
-        """Fold one input record into the open transaction: all of its effects, or its dead letter."""
+        """Fold one input record into the open transaction: all of its effects, or its dead letter.
+
+        Raises OutputRefused if the producer refuses one of the record's outputs at once (nothing of
+        the record may land then, so the transaction must be aborted and the record dead-lettered)."""
         self._require(TaskState.RUNNING)
-        topic, partition, offset = coordinates(message)
+        where = coordinates(message)
+        topic, partition, offset = where
         handler = self._handlers[topic]
+        if self._partitions is not None:
+            wrong = misrouting(message.key(), partition, self._partitions)
+            if wrong is not None:
+                if self._on_misrouted is not None:
+                    self._on_misrouted(topic)
+                self._dead_letters.dead_letter(txn, message, MisroutedRecord(wrong), bug=False,
+                                               on_delivery=self._delivery(where))
+                return
         journal = self.journal
         journal.begin()
         try:
@@ -159,14 +213,49 @@ class Task:
                 raise HandlerBug(f"handler of {topic}[{partition}]@{offset} failed: {error!r}") from error
             log.error("handler failed; dead-lettering the record (error policy %s)", self._error_policy.value,
                       exc_info=True, extra={"topic": topic, "partition": partition, "offset": offset})
-            self._dead_letters.dead_letter(txn, message, error, bug=True)
+            self._dead_letters.dead_letter(txn, message, error, bug=True, on_delivery=self._delivery(where))
         else:
-            journal.commit(txn)
+            try:
+                written = journal.commit(txn, on_delivery=self._delivery(where))
+            except KafkaException as refused:
+                kafka_error = refused.args[0] if refused.args else None
+                if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
+                    raise OutputRefused(where, _describe(kafka_error)) from refused
+                raise
+            for key in written:
+                self._writers[key] = where
 
-    def skip(self, message: Message, txn: KafkaTransaction, error: BaseException) -> None:
-        """Dead-letter a record without handling it (it is known to fail, e.g. its outputs were refused)."""
+    def skip(self, message: Message, txn: KafkaTransaction, error: OutputRefused, *, minimal: bool = False) -> None:
+        """Dead-letter a record without handling it: its outputs were refused (its effects never land).
+        `minimal`: the dead letter itself was refused once: send it without the original value and headers."""
         self._require(TaskState.RUNNING)
-        self._dead_letters.dead_letter(txn, message, error, bug=False)
+        where = coordinates(message)
+        try:
+            self._dead_letters.dead_letter(txn, message, error, bug=False, minimal=minimal,
+                                           on_delivery=self._delivery(where))
+        except KafkaException as refused:
+            kafka_error = refused.args[0] if refused.args else None
+            if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
+                raise OutputRefused(where, f"its dead letter was refused too: {_describe(kafka_error)}") from refused
+            raise
+
+    def refused(self) -> dict[Coordinates, str]:
+        """The inputs (of the open transaction) whose outputs the broker refused, and why."""
+        return dict(self._refused)
+
+    def _delivery(self, where: Coordinates) -> DeliveryCallback:
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if record_level(error):
+                self._refused.setdefault(where, _describe(error))  # type: ignore[arg-type]
+        return delivered
+
+    def _blame(self, store_key: bytes) -> DeliveryCallback:
+        """The delivery callback of a record that follows from a store key's value (changelog, table row)."""
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            writer = self._writers.get(store_key)
+            if writer is not None and record_level(error):
+                self._refused.setdefault(writer, f"a record its state wrote was refused: {_describe(error)}")  # type: ignore[arg-type]
+        return delivered
 
     # -- commit -----------------------------------------------------------------------------
 
@@ -174,10 +263,10 @@ class Task:
         """Send every value written in the open transaction to the changelog, encoded once."""
         self._require(TaskState.RUNNING)
         if self._processor is not None:
-            self._processor.prepare_commit(txn)
+            self._processor.prepare_commit(txn, self._blame)
         for kv in self.stores:
             kv.flush(self._staged)
-        self._staged.produce_changelog(txn)
+        self._staged.produce_changelog(txn, on_refused=lambda key, error: self._blame(key)(error, None))  # type: ignore[arg-type]
 
     def post_commit(self) -> None:
         """The transaction committed: RocksDB and the checkpoint follow the changelog."""
@@ -185,6 +274,8 @@ class Task:
         self._staged.apply()
         for kv in self.stores:
             kv.committed()
+        self._writers.clear()
+        self._refused.clear()
 
     def abort(self) -> None:
         """The transaction was aborted: forget its writes (committed state and caches stay valid)."""
@@ -192,6 +283,8 @@ class Task:
         self._staged.discard()
         for kv in self.stores:
             kv.aborted()
+        self._writers.clear()
+        self._refused.clear()
 
     def close(self) -> None:
         """The partition left this instance: nothing of this task outlives it."""
@@ -208,3 +301,7 @@ class Task:
     def _require(self, state: TaskState) -> None:
         if self.state is not state:
             raise TaskStateError(f"task {self.id} is {self.state.value}, needs {state.value}")
+
+
+def _describe(error: KafkaError) -> str:
+    return f"{error.name()}: {error.str()}"

@@ -54,6 +54,28 @@ class DeliveryFailed(KafkaException):
         self.message = message
 
 
+class _NotSent:
+    """What a delivery callback is given for a record the producer refused at once."""
+
+    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self._topic, self._key, self._value = topic, key, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int | None:
+        return None
+
+    def offset(self) -> int | None:
+        return None
+
+
 def validate_transaction_status(
     *allowed: TransactionStatus,
 ) -> Callable[[Callable[Concatenate[KafkaTransaction, P], R]], Callable[Concatenate[KafkaTransaction, P], R]]:
@@ -97,7 +119,8 @@ class KafkaTransaction:
         partition: int | None = None,
         on_delivery: DeliveryCallback | None = None,
     ) -> None:
-        """Queue a record. Raises KafkaException if the producer refuses it at once (e.g. too large)."""
+        """Queue a record. Raises KafkaException if the producer refuses it at once (e.g. too large);
+        `on_delivery` hears of that refusal too, as of one the broker sends back later."""
         callback = self._on_delivery_plain if on_delivery is None else self._delivered(on_delivery)
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": callback}
         if headers:
@@ -110,6 +133,11 @@ class KafkaTransaction:
                 break
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve deliveries, then retry
+            except KafkaException as refused:
+                error = refused.args[0] if refused.args else None
+                if on_delivery is not None and isinstance(error, KafkaError):
+                    on_delivery(error, _NotSent(topic, key, value))  # type: ignore[arg-type]
+                raise
         self.records_produced += 1
 
     @validate_transaction_status(TransactionStatus.OPEN)

@@ -45,7 +45,8 @@ def test_sigkilled_processor_restarted_ends_equal_to_the_reference_fold_without_
     assert len(events) >= 3000
 
     state_dir, empty_dir = tmp_path / "p1-state", tmp_path / "p1-empty-state"
-    processor = harness.spawn("p1", state_dir=state_dir)
+    # Static membership, as in production: each restart (same instance id) takes the partitions back at once.
+    processor = harness.spawn("p1", state_dir=state_dir, static_membership=True)
     create_all(harness, planned)
     reference = reference_fold(planned, events)
 
@@ -78,7 +79,7 @@ def test_sigkilled_processor_restarted_ends_equal_to_the_reference_fold_without_
                   f"state dir")
             harness.send_events(piece)
             sent += len(piece)
-            processor = harness.spawn("p1", state_dir=restart_dirs[index])
+            processor = harness.spawn("p1", state_dir=restart_dirs[index], static_membership=True)
         assert sent == len(events)
 
         wait_until_folded(reader, harness, reference, timeout_s=120)

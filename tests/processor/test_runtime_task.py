@@ -56,7 +56,8 @@ class DeadLetterRecorder:
     def __init__(self) -> None:
         self.letters: list[tuple[int, str, bool]] = []
 
-    def dead_letter(self, txn: Any, message: Message, error: BaseException, *, bug: bool) -> None:
+    def dead_letter(self, txn: Any, message: Message, error: BaseException, *, bug: bool, minimal: bool = False,
+                    on_delivery: Any = None) -> None:
         self.letters.append((message.offset(), type(error).__name__, bug))
         txn.produce("dead-letters", message.value(), key=message.key())
 
@@ -75,7 +76,7 @@ class Notes:
     def handlers(self) -> dict[str, Callable[[Message], None]]:
         return {"in": self.handle}
 
-    def prepare_commit(self, txn: Any) -> None:
+    def prepare_commit(self, txn: Any, refused: Any) -> None:
         """Nothing per transaction."""
 
     def handle(self, message: Message) -> None:

@@ -37,13 +37,17 @@ class RequestOrigin:
     actor: Actor
     idempotency_key: str | None = None
     correlation_id: str | None = None
+    trace_parent: str | None = None  # W3C traceparent of the create: reports that carry none continue it
 
     def to_primitive(self) -> dict[str, Any]:
-        return {
+        primitive: dict[str, Any] = {
             "actor": self.actor.to_primitive(),
             "idempotency_key": self.idempotency_key,
             "correlation_id": self.correlation_id,
         }
+        if self.trace_parent is not None:
+            primitive["trace_parent"] = self.trace_parent
+        return primitive
 
     @classmethod
     def from_primitive(cls, data: Any) -> RequestOrigin:
@@ -51,6 +55,7 @@ class RequestOrigin:
             actor=Actor.from_primitive(data["actor"]),
             idempotency_key=data["idempotency_key"],
             correlation_id=data["correlation_id"],
+            trace_parent=data.get("trace_parent"),
         )
 
 

@@ -82,6 +82,7 @@ class OrderRecord:
     exec_ids: list[str] = field(default_factory=list)  # every ExecID acted on, for the order's life
     last_activity: datetime | None = None  # last send or report (wall clock): drives the status timer
     cancels: list[CancelRecord] = field(default_factory=list)
+    trace_parent: str | None = None  # the SUBMIT's W3C traceparent: the order's reports carry it on
 
     @property
     def done(self) -> bool:
@@ -98,6 +99,7 @@ class OrderRecord:
             "accepted": self.accepted, "outcome": self.outcome, "exec_ids": list(self.exec_ids),
             "last_activity": None if self.last_activity is None else format_timestamp(self.last_activity),
             "cancels": [cancel.to_primitive() for cancel in self.cancels],
+            "trace_parent": self.trace_parent,
         }
 
     @classmethod
@@ -112,6 +114,7 @@ class OrderRecord:
             accepted=data["accepted"], outcome=data["outcome"], exec_ids=list(data["exec_ids"]),
             last_activity=None if data["last_activity"] is None else parse_timestamp(data["last_activity"]),
             cancels=[CancelRecord.from_primitive(item) for item in data["cancels"]],
+            trace_parent=data.get("trace_parent"),  # absent in records written before it was kept
         )
 
 
@@ -163,7 +166,7 @@ class OrderBook:
     # -- instructions ------------------------------------------------------------------------------
 
     def submit(self, execution_id: str, instruction_id: str, ticket: Ticket, counterparty: str | None,
-               at: datetime) -> list[OrderEvent]:
+               at: datetime, trace_parent: str | None = None) -> list[OrderEvent]:
         """A SUBMIT instruction. A ClOrdID seen before is never sent again (returns nothing)."""
         cl_ord_id = ticket.ticket_id
         if cl_ord_id in self.orders:
@@ -175,7 +178,7 @@ class OrderBook:
             refusal = f"no FIX counterparty is configured for {ticket.ticket_type.value} tickets"
         order = OrderRecord(cl_ord_id, ticket.ticket_id, execution_id, counterparty or "-", instruction_id,
                             ticket.order_quantity, [] if isinstance(body, fx.NotAFixOrder) else list(body),
-                            last_activity=at)
+                            last_activity=at, trace_parent=trace_parent)
         self.orders[cl_ord_id] = order
         self.dirty.add(cl_ord_id)
         self._arrival[cl_ord_id] = len(self._arrival)

@@ -32,6 +32,7 @@ from fix_adapter.metrics import AdapterMetrics
 from fix_adapter.orders import OrderBook, OrderRecord, Outgoing
 from fix_adapter.session import STATUS_GAUGE, FixSession, SessionObserver, SessionStatus
 from kafka_client.topics import TopicSpec, ensure_topics, existing_partition_counts
+from observability import tracing
 from wire import records as translate
 from wire import serde
 from wire.errors import DecodeError
@@ -240,8 +241,10 @@ class FixAdapter:
         extra = {"execution_id": record["execution_id"], "ticket_id": ticket.ticket_id,
                  "correlation_id": record.get("correlation_id")}
         if record["instruction"] == "SUBMIT":
+            trace_parent = next((value.decode() for name, value in tracing.passed_on(message.headers())
+                                 if name == tracing.TRACEPARENT_HEADER), None)
             events = self.book.submit(record["execution_id"], record["instruction_id"], ticket,
-                                      self.config.route(ticket.ticket_type.value), wall)
+                                      self.config.route(ticket.ticket_type.value), wall, trace_parent)
             log.info("SUBMIT %s taken", ticket.ticket_id, extra=extra)
         else:
             events = self.book.cancel(record["instruction_id"], ticket.ticket_id, wall)
@@ -435,8 +438,11 @@ class FixAdapter:
         try:
             producer.begin_transaction()
             for event in events:
+                order = self.book.orders.get(event.ticket_id)  # ClOrdID = ticket id
+                trace = order.trace_parent if order is not None else None
                 producer.produce(topics.order_events, key=event.execution_id.encode(),
-                                 value=_ORDER_EVENT.encode(translate.order_event_to_record(event)))
+                                 value=_ORDER_EVENT.encode(translate.order_event_to_record(event)),
+                                 headers=[(tracing.TRACEPARENT_HEADER, trace.encode())] if trace else None)
             for message, reason, error_type in dead_letters:
                 producer.produce(topics.dead_letters, key=message.key(), value=_DEAD_LETTER.encode({
                     "original_topic": message.topic(), "original_partition": message.partition(),

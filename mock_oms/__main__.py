@@ -72,8 +72,8 @@ class _Printing:
     def __init__(self, deliver: KafkaDelivery | WebhookDelivery) -> None:
         self._deliver = deliver
 
-    def __call__(self, event: OrderEvent) -> None:
-        self._deliver(event)
+    def __call__(self, event: OrderEvent, trace: list[tuple[str, bytes]] | None = None) -> None:
+        self._deliver(event, trace)
         print(describe_report(event), flush=True)
 
     def flush(self) -> None:

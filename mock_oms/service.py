@@ -12,6 +12,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -21,13 +22,16 @@ from confluent_kafka import Consumer, Producer
 from execution_domain import OrderEvent
 from gateway.webhook import SIGNATURE_HEADER, signature_header
 from mock_oms.engine import MockOmsEngine
+from observability import tracing
 from wire import formats
 from wire import records as translate
 
 log = logging.getLogger(__name__)
 
+_TRACES_KEPT = 100_000
 
-Deliver = Callable[[OrderEvent], None]
+
+Deliver = Callable[[OrderEvent, list[tuple[str, bytes]] | None], None]  # an event and the ticket's trace headers
 
 
 class KafkaDelivery:
@@ -40,9 +44,10 @@ class KafkaDelivery:
         self._codec = formats.value_codec("order-events", topic)  # Confluent framing when SCHEMA_REGISTRY_URL is set
         formats.register_schemas({"order-events": topic})
 
-    def __call__(self, event: OrderEvent) -> None:
+    def __call__(self, event: OrderEvent, trace: list[tuple[str, bytes]] | None = None) -> None:
         self._producer.produce(self._topic, key=event.execution_id.encode(),
-                               value=self._codec.encode(translate.order_event_to_record(event)))
+                               value=self._codec.encode(translate.order_event_to_record(event)),
+                               headers=trace or None)
         self._producer.poll(0)
 
     def flush(self) -> None:
@@ -60,12 +65,15 @@ class WebhookDelivery:
         self._attempts = attempts
         self.rejected: list[tuple[int, str]] = []
 
-    def __call__(self, event: OrderEvent) -> None:
+    def __call__(self, event: OrderEvent, trace: list[tuple[str, bytes]] | None = None) -> None:
         body = orjson.dumps(event.to_primitive())
+        # The ticket's trace context goes back with the report, as W3C traceparent/tracestate headers.
+        trace_headers = {name: value.decode() for name, value in trace or ()}
         for attempt in range(self._attempts):
             request = urllib.request.Request(
                 f"{self._url}/rebalance/executions/{event.execution_id}/events", data=body, method="POST",
-                headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature_header(self._secret, body)},
+                headers={"Content-Type": "application/json", SIGNATURE_HEADER: signature_header(self._secret, body),
+                         **trace_headers},
             )
             try:
                 with urllib.request.urlopen(request, timeout=self._timeout_s):
@@ -96,6 +104,8 @@ class MockOmsService:
         self._engine = engine
         self._deliver = deliver
         self._due: list[tuple[float, int, OrderEvent]] = []
+        # ticket_id -> its instruction's trace headers; the oldest forgotten past _TRACES_KEPT tickets.
+        self._trace: OrderedDict[str, list[tuple[str, bytes]]] = OrderedDict()
         self._order = itertools.count()
         self.instructions_handled = 0
         self.events_sent = 0
@@ -115,6 +125,11 @@ class MockOmsService:
             instruction = self._instructions.decode(message.value(), topic=message.topic(),
                                               partition=message.partition(), offset=message.offset())
             self.instructions_handled += 1
+            trace = tracing.passed_on(message.headers())
+            if trace:
+                self._trace[instruction["ticket"]["ticket_id"]] = trace
+                if len(self._trace) > _TRACES_KEPT:
+                    self._trace.popitem(last=False)
             now_wall, now = datetime.now(UTC), time.monotonic()
             for delivery in self._engine.handle(instruction, now_wall):
                 heapq.heappush(self._due, (now + delivery.delay_s, next(self._order), delivery.event))
@@ -122,7 +137,7 @@ class MockOmsService:
             _, _, event = heapq.heappop(self._due)
             if not self._engine.still_due(event):
                 continue
-            self._deliver(event)
+            self._deliver(event, self._trace.get(event.ticket_id))
             self._engine.mark_delivered(event)
             self.events_sent += 1
 

@@ -157,6 +157,15 @@ def kafka_headers(context: Context | None = None) -> KafkaHeaders:
     return headers
 
 
+def passed_on(headers: object) -> KafkaHeaders:
+    """A record's W3C trace context headers (`traceparent`, `tracestate`) to copy as they are onto
+    what the record causes: no span is made per record, yet the trace id reaches every output, at no
+    cost when no exporter is configured. `headers` is confluent-kafka's `message.headers()`."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers if isinstance(headers, list) else ()
+    return [(name, value) for name, value in pairs
+            if name in (TRACEPARENT_HEADER, TRACESTATE_HEADER) and isinstance(value, bytes) and value]
+
+
 def context_from_kafka(headers: Iterable[tuple[str, Any]] | None) -> Context:
     """The trace context carried by a record's headers (confluent-kafka's `message.headers()`);
     an empty context (no parent) when there is none or it is malformed."""

@@ -45,8 +45,9 @@ class CreateRequest:
             inline_artifact=inline,
         )
 
-    def origin(self, correlation_id: str | None) -> RequestOrigin:
-        return RequestOrigin(self.actor, idempotency_key=self.idempotency_key, correlation_id=correlation_id)
+    def origin(self, correlation_id: str | None, trace_parent: str | None = None) -> RequestOrigin:
+        return RequestOrigin(self.actor, idempotency_key=self.idempotency_key, correlation_id=correlation_id,
+                             trace_parent=trace_parent)
 
     def to_primitive(self) -> dict[str, Any]:
         """JSON-able form for the pending-admission state (the inline artifact is not kept:

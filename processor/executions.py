@@ -187,6 +187,7 @@ class ExecutionsProcessor:
     def __init__(self, context: TaskContext, topics: TopicNames, metrics: ProcessorMetrics, codecs: Codecs) -> None:
         self._topics = topics
         self._outputs = Outputs(topics, context.journal, codecs)
+        self._journal = context.journal
         self._metrics = metrics
         self._provider = KafkaExecutionProvider(self._outputs)
         self._command = codecs["execution-commands"]
@@ -283,9 +284,13 @@ class ExecutionsProcessor:
         cause = Cause("COMMAND", pending.command_id, pending.correlation_id, datetime.fromisoformat(pending.issued_at))
         try:
             artifact = translate.artifact_from_record(decision["artifact"])
+            # The decision carries the create's trace context (passed on by every hop): remember it
+            # for the reports that will come without one.
+            trace_parent = next((value.decode() for name, value in self._journal.trace_headers
+                                 if name == "traceparent"), None)
             created = create_execution(execution_id, artifact, request.policy, cause.at,
-                                       request.origin(cause.correlation_id), artifact_inline=request.artifact_inline,
-                                       attempt=decision["attempt"])
+                                       request.origin(cause.correlation_id, trace_parent),
+                                       artifact_inline=request.artifact_inline, attempt=decision["attempt"])
         except (ArtifactInvalid, ArtifactNotExecutable) as refused:  # admission checked; stay safe anyway
             for waiter in waiters:
                 self._answer(waiter, "INVALID", execution_id=None, problem=("Invalid proposal artifact", str(refused)))
@@ -331,7 +336,11 @@ class ExecutionsProcessor:
         execution = self.state.load(event.execution_id)
         if execution is None:
             raise UnknownExecution(f"order event {event.event_id} names unknown execution {event.execution_id}")
-        cause = Cause("ORDER_EVENT", event.event_id, execution.definition.origin.correlation_id, event.occurred_at)
+        origin = execution.definition.origin
+        cause = Cause("ORDER_EVENT", event.event_id, origin.correlation_id, event.occurred_at)
+        if not self._journal.trace_headers and origin.trace_parent is not None:
+            # An OMS that does not pass trace context on: the report continues the create's trace.
+            self._journal.trace_headers = [("traceparent", origin.trace_parent.encode())]
         if log.isEnabledFor(logging.DEBUG):
             log.debug("order event %s", event.event_type.value, extra={
                 "execution_id": event.execution_id, "ticket_id": event.ticket_id, "event_id": event.event_id,

@@ -77,7 +77,11 @@ class Outputs:
                    record["correlation_id"])
 
     def _emit(self, topic: str, value: bytes, key: str, correlation_id: str | None) -> None:
-        self._journal.produce(OutputRecord(topic, value, key.encode(), _headers(correlation_id)))
+        headers = _headers(correlation_id)
+        trace = self._journal.trace_headers
+        if trace:
+            headers = [*(headers or []), *trace]
+        self._journal.produce(OutputRecord(topic, value, key.encode(), headers))
 
 
 class DeadLetters:

@@ -43,6 +43,14 @@ class FixRig:
         records = self.events.records[self.harness.topics.order_events]
         return [r for r in records if ticket_id is None or r["ticket_id"] == ticket_id]
 
+    def traceparents(self, ticket_id: str) -> set[bytes | None]:
+        """The `traceparent` headers the ticket's order events carried."""
+        self.events.poll(0.2)
+        topic = self.harness.topics.order_events
+        return {next((v for k, v in message.headers() or [] if k == "traceparent"), None)
+                for message, record in zip(self.events.raw[topic], self.events.records[topic], strict=True)
+                if record["ticket_id"] == ticket_id}
+
     def wait_events(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30,
                     what: str = "order events") -> list[dict[str, Any]]:
         wait_until(lambda: predicate(self.order_events()), timeout_s, what=what)

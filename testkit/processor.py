@@ -279,13 +279,14 @@ class ProcessorHarness:
         finally:
             consumer.close()
 
-    def produce(self, topic: str, key: str | bytes | None, value: bytes | None) -> None:
-        self.producer.produce(topic, key=key.encode() if isinstance(key, str) else key, value=value)
+    def produce(self, topic: str, key: str | bytes | None, value: bytes | None,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
+        self.producer.produce(topic, key=key.encode() if isinstance(key, str) else key, value=value, headers=headers)
         self.producer.flush(10)
 
     def create(self, idempotency_key: str, proposal_id: str, version_no: int, *,
                policy: dict[str, Any] | None = None, actor: dict[str, str] | None = None,
-               inline_artifact: dict[str, Any] | None = None) -> str:
+               inline_artifact: dict[str, Any] | None = None, headers: list[tuple[str, bytes]] | None = None) -> str:
         self._commands += 1
         command_id = f"cmd-{self._commands}-{uuid.uuid4().hex[:6]}"
         execution_id = execution_id_for_key(idempotency_key)
@@ -301,7 +302,7 @@ class ProcessorHarness:
                 else translate.artifact_to_record(parse_artifact(inline_artifact)),
             },
         }
-        self.produce(self.topics.execution_commands, execution_id, serde.encode("ExecutionCommand", command))
+        self.produce(self.topics.execution_commands, execution_id, serde.encode("ExecutionCommand", command), headers)
         return command_id
 
     def cancel(self, execution_id: str, reason: str = "client withdrew") -> str:
@@ -315,13 +316,14 @@ class ProcessorHarness:
         self.produce(self.topics.execution_commands, execution_id, serde.encode("ExecutionCommand", command))
         return command_id
 
-    def send_events(self, events: Iterable[OrderEvent]) -> None:
+    def send_events(self, events: Iterable[OrderEvent], headers: list[tuple[str, bytes]] | None = None) -> None:
         for event in events:
             record = translate.order_event_to_record(event)
             value = serde.encode("OrderEvent", record)
             while True:
                 try:
-                    self.producer.produce(self.topics.order_events, key=event.execution_id.encode(), value=value)
+                    self.producer.produce(self.topics.order_events, key=event.execution_id.encode(), value=value,
+                                          headers=headers)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self.producer.poll(0.1)

@@ -90,9 +90,15 @@ def test_compose_service_commands_are_modules_of_this_project(compose: dict) -> 
 
 
 def test_compose_service_environment_variables_are_read_by_the_code(compose: dict) -> None:
+    from gateway import config as gateway_config
+    from processor import config as processor_config
+
     sources = "\n".join(
         path.read_text() for package in PACKAGES for path in (ROOT / package).rglob("*.py")
     )
+    # Variables the settings models derive from their field names (pydantic-settings).
+    sources += "\n".join(processor_config.env_name(name) for name in processor_config.ProcessorSettings.model_fields)
+    sources += "\n".join(gateway_config.env_name(name) for name in gateway_config.GatewaySettings.model_fields)
     for name, spec in project_services(compose).items():
         for variable in spec.get("environment", {}):
             assert variable in sources, f"{name} sets {variable}, which no code reads"

@@ -38,6 +38,9 @@ class RecordJournal:
         self._writes: dict[tuple[int, str], tuple[KeyValueStore[Any], Any]] = {}
         self._outputs: list[OutputRecord] = []
         self._open = False
+        # W3C trace context (traceparent/tracestate byte headers) the outputs of this record carry:
+        # the input's own, or what its handler sets (e.g. the execution's create trace).
+        self.trace_headers: Headers = []
 
     @property
     def open(self) -> bool:
@@ -91,6 +94,7 @@ class RecordJournal:
         self._writes = {}
         self._outputs = []
         self._open = False
+        self.trace_headers = []
 
     def _require_open(self) -> None:
         if not self._open:

@@ -163,6 +163,8 @@ class StreamLoop:
                     log.warning("consumer error: %s", error)
                     if error.fatal():
                         raise KafkaException(error)
+                    if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+                        self._broker_trouble(str(error))
                 continue
             where = coordinates(message)
             topic, partition, offset = where
@@ -323,6 +325,13 @@ class StreamLoop:
         self._lag_reported_at = time.monotonic()
         for (store, partition), size in self._state.cache_bytes().items():
             self._metrics.cache_bytes.labels(store, str(partition)).set(size)
+        if self.unavailable_since is not None and self._txn is None:
+            try:  # idle while the broker was away: is it back? (a commit says so when there is traffic)
+                self._consumer.list_topics(timeout=1)
+            except KafkaException:
+                self._broker_trouble("metadata request failed")
+            else:
+                self._broker_fine()
         assignment = self._consumer.assignment()
         if not assignment:
             return

@@ -28,6 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from kafka_client.partitioning import misrouting
 from kafka_client.records import coordinates
+from observability import tracing
 from processor.runtime.journal import RecordJournal
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.store import PartitionStore, StagedWrites
@@ -202,6 +203,7 @@ class Task:
                 return
         journal = self.journal
         journal.begin()
+        journal.trace_headers = tracing.passed_on(message.headers())
         try:
             handler(message)
         except self._bad_input as error:  # bad input never stops the processor

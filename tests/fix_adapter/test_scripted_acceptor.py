@@ -35,12 +35,16 @@ def acceptors() -> Iterator[list[ScriptedFixAcceptor]]:
         acceptor.stop()
 
 
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 def run_execution(harness: ProcessorHarness, rig: FixRig, acceptor: ScriptedFixAcceptor,
                   key: str) -> tuple[str, dict[str, str]]:
     harness.start()
     rig.start_adapter(acceptor_address(acceptor))
     harness.publish_proposal(SAMPLE)
-    execution_id = harness.result(harness.create(key, SAMPLE["proposal_id"], SAMPLE["version_no"]))["execution_id"]
+    command_id = harness.create(key, SAMPLE["proposal_id"], SAMPLE["version_no"], headers=[("traceparent", TRACEPARENT)])
+    execution_id = harness.result(command_id)["execution_id"]
     return execution_id, ticket_ids(harness, execution_id)
 
 
@@ -67,6 +71,7 @@ def test_scripted_partial_fills_then_fill_fold_to_filled_at_the_average_price(
     assert [(e["event_type"], e["details"]["filled_qty"]) for e in events] == [
         ("ORDER_ACCEPTED", None), ("PARTIAL_FILL", Decimal(40)), ("PARTIAL_FILL", Decimal(75)), ("FILLED", Decimal(100))]
     assert all(count == 1 for count in acceptor.new_orders.values()) and len(acceptor.new_orders) == 3
+    assert rig.traceparents(ids["SELL"]) == {TRACEPARENT}  # the ticket's trace continues through the adapter
 
 
 def test_scripted_duplicate_reports_with_possdup_are_counted_once(

@@ -23,7 +23,7 @@ def assert_identical(decoded: Any, original: Any, path: str = "") -> None:
             assert_identical(decoded[key], original[key], f"{path}.{key}")
     elif isinstance(original, list):
         assert isinstance(decoded, list) and len(decoded) == len(original), path
-        for i, (d, o) in enumerate(zip(decoded, original)):
+        for i, (d, o) in enumerate(zip(decoded, original, strict=True)):
             assert_identical(d, o, f"{path}[{i}]")
     elif isinstance(original, Decimal):
         assert isinstance(decoded, Decimal) and str(decoded) == str(original), path

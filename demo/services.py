@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from local_kafka.broker import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -59,6 +61,7 @@ class Services:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, *args], cwd=ROOT, env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # never outlives whoever started it, even if that one is SIGKILLed
             )
         service = ServiceProcess(name, process, log_path, module, args)
         self.started.append(service)

@@ -17,7 +17,8 @@ helpers that carry the context over HTTP and in Kafka record headers.
   malformed or repeated `traceparent` yields an empty context (a new trace), as W3C Trace
   Context asks.
 - Logs: `TraceContextFilter` puts `trace_id` and `span_id` on every record written inside a
-  span; `observability.json_logging` emits them beside `correlation_id`.
+  span, or the `trace_id` of the Kafka record being handled (`handling_record`) where no span
+  is made; `observability.json_logging` emits them beside `correlation_id`.
 
 Only the W3C propagator is used (not the global one `OTEL_PROPAGATORS` configures): the Kafka
 header names are part of the service's contract (docs/wire.md).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -218,13 +220,31 @@ def trace_ids(span: Span | None = None) -> tuple[str, str] | None:
     return trace.format_trace_id(span_context.trace_id), trace.format_span_id(span_context.span_id)
 
 
+_RECORD_TRACE_ID: ContextVar[str | None] = ContextVar("record_trace_id", default=None)
+
+
+def handling_record(headers: KafkaHeaders) -> None:
+    """The trace (W3C `traceparent` among `headers`) of the Kafka record this thread now handles,
+    for the log lines written while no span is current; `[]` when it is done."""
+    trace_id = None
+    for name, value in headers:
+        if name == TRACEPARENT_HEADER:
+            parts = value.split(b"-")
+            if len(parts) == 4 and len(parts[1]) == 32:
+                trace_id = parts[1].decode("ascii", "replace")
+    _RECORD_TRACE_ID.set(trace_id)
+
+
 class TraceContextFilter(logging.Filter):
-    """Adds `trace_id` and `span_id` of the current span to records that carry none."""
+    """Adds `trace_id` and `span_id` of the current span to records that carry none, or the
+    `trace_id` of the Kafka record being handled (`handling_record`) when no span is current."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "trace_id", None) is None:
             ids = trace_ids()
             if ids is not None:
                 record.trace_id, record.span_id = ids
+            else:
+                record.trace_id = _RECORD_TRACE_ID.get()
         return True
 

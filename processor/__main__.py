@@ -10,7 +10,7 @@ import sys
 import threading
 
 from kafka_client.settings import ClientConfigError
-from observability import json_logging
+from observability import json_logging, tracing
 from processor import app as app_module
 from processor import config as processor_config
 from processor.app import ProcessorApp
@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = processor_config.load(argv)
         app_module.producer_config(config), app_module.consumer_config(config)  # refused settings fail here
-    except (processor_config.ConfigError, ClientConfigError) as error:
+        if config.trace_exporter != "none":
+            tracing.configure("processor", config.trace_exporter)
+    except (processor_config.ConfigError, ClientConfigError, tracing.TracingConfigError) as error:
         lines = error.lines if isinstance(error, processor_config.ConfigError) else (str(error),)
         for line in lines:
             print(f"processor: {line}", file=sys.stderr)
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     # loop for up to ~100 ms, the tail of the event-to-state-change latency (docs/benchmarks.md).
     gc.set_threshold(50_000, 20, 100)
     json_logging.configure("processor", config.log_level)
+    for handler in logging.getLogger().handlers:  # trace ids on log lines (of a span or of the record handled)
+        handler.addFilter(tracing.TraceContextFilter())
     app = ProcessorApp(config)
 
     def stop(*_: object) -> None:
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except StateDirLocked as locked:
         print(f"processor: {locked}", file=sys.stderr)
         return 2
+    finally:
+        tracing.shutdown()
     return 0
 
 

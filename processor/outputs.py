@@ -77,11 +77,7 @@ class Outputs:
                    record["correlation_id"])
 
     def _emit(self, topic: str, value: bytes, key: str, correlation_id: str | None) -> None:
-        headers = _headers(correlation_id)
-        trace = self._journal.trace_headers
-        if trace:
-            headers = [*(headers or []), *trace]
-        self._journal.produce(OutputRecord(topic, value, key.encode(), headers))
+        self._journal.produce(OutputRecord(topic, value, key.encode(), _headers(correlation_id)))
 
 
 class DeadLetters:

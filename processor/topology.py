@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from execution_domain import ArtifactInvalid, ArtifactNotExecutable
+from observability import tracing
 from processor.admission import ImmutableVersionViolation, ProposalsProcessor
 from processor.config import ProcessorConfig
 from processor.executions import ExecutionsProcessor, UnknownExecution
@@ -52,12 +53,14 @@ class ServiceTopology:
                                          wire_formats.value_codec("dead-letters", config.topics.dead_letters),
                                          config.dead_letter_value_limit)
         self._error_policy = ErrorPolicy(config.on_handler_error)
+        # A span per input record only when spans are exported (docs/design.md "Observability").
+        self._tracer = None if config.trace_exporter == "none" else tracing.get_tracer("processor")
 
     def build_task(self, task_id: TaskId, store: PartitionStore, partitions: int) -> Task:
         return Task(task_id, store, self._processor_for(task_id.subtopology), dead_letters=self._dead_letters,
                     bad_input=BAD_INPUT, error_policy=self._error_policy, partitions=partitions,
                     cache_bytes=self._config.cache_mb * 1024 * 1024,
-                    on_misrouted=lambda topic: self._metrics.misrouted.labels(topic).inc())
+                    on_misrouted=lambda topic: self._metrics.misrouted.labels(topic).inc(), tracer=self._tracer)
 
     def _processor_for(self, subtopology: str) -> Callable[[TaskContext], TaskProcessor]:
         topics, metrics, wire_formats = self._config.topics, self._metrics, self._formats

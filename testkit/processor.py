@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from execution_domain import OrderEvent, execution_id_for_key, parse_artifact
 from kafka_client.settings import KafkaSettings
+from local_kafka.broker import die_with_parent
 from mock_oms.provider import MockExecutionProvider
 from processor.app import ProcessorApp
 from processor.config import ProcessorConfig
@@ -128,6 +129,10 @@ class TopicReader:
         self._consumer.close()
 
 
+class Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
 @dataclass
 class RunningProcessor:
     app: ProcessorApp
@@ -185,6 +190,7 @@ class ProcessorHarness:
             self.topics.dead_letters: "DeadLetter",
         })
         self._running: list[RunningProcessor | ProcessorProcess] = []
+        self._adopted: list[Stoppable] = []
         self._commands = 0
 
     # -- processors --------------------------------------------------------------------
@@ -226,11 +232,15 @@ class ProcessorHarness:
                  "--commit-interval-ms", "50", "--http-port", "0",
                  "--static-membership", "true" if static_membership else "false", "--session-timeout-ms", "10000",
                  *extra_args],
-                cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
+                cwd=ROOT, env=environment, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
             )
         spawned = ProcessorProcess(process, log_path)
         self._running.append(spawned)
         return spawned
+
+    def adopt(self, running: Stoppable) -> None:
+        """Something else the test started that `close` must stop (if the test did not)."""
+        self._adopted.append(running)
 
     def stop_all(self) -> None:
         for running in reversed(self._running):
@@ -239,6 +249,8 @@ class ProcessorHarness:
 
     def close(self) -> None:
         self.stop_all()
+        for adopted in reversed(self._adopted):
+            adopted.stop()
         self.producer.flush(10)
         del self.producer  # lets librdkafka's threads end before the broker stops
         self.outputs.close()

@@ -45,8 +45,12 @@ class Stack:
 
     services: Services
     gateway_url: str
+    stopped: bool = False
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         codes = self.services.stop_all()
         assert all(code == 0 for _, code in codes), codes
 
@@ -68,6 +72,7 @@ def start_stack(harness: ProcessorHarness, schema_dir: Path, name: str) -> Stack
     services.start("gateway", "gateway", "--application-id", harness.application_id, "--instance-id", name,
                    "--port", str(port))
     stack = Stack(services, f"http://127.0.0.1:{port}")
+    harness.adopt(stack)  # stopped at the end of the test even if it fails before stopping it
 
     def ready() -> bool:
         services.check_alive()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from observability import tracing
 from processor.runtime.kv import Marker
 from processor.runtime.transaction import DeliveryCallback, Headers, KafkaTransaction
 
@@ -38,13 +39,23 @@ class RecordJournal:
         self._writes: dict[tuple[int, str], tuple[KeyValueStore[Any], Any]] = {}
         self._outputs: list[OutputRecord] = []
         self._open = False
-        # W3C trace context (traceparent/tracestate byte headers) the outputs of this record carry:
-        # the input's own, or what its handler sets (e.g. the execution's create trace).
-        self.trace_headers: Headers = []
+        self._trace_headers: Headers = []
 
     @property
     def open(self) -> bool:
         return self._open
+
+    @property
+    def trace_headers(self) -> Headers:
+        """W3C trace context (`traceparent`/`tracestate` byte headers) the outputs of this record
+        carry: the input's own, or what its handler sets (e.g. the execution's create trace). Log
+        lines written meanwhile carry its trace id (`observability.tracing.handling_record`)."""
+        return self._trace_headers
+
+    @trace_headers.setter
+    def trace_headers(self, headers: Headers) -> None:
+        self._trace_headers = headers
+        tracing.handling_record(headers)
 
     def begin(self) -> None:
         if self._open:
@@ -76,8 +87,10 @@ class RecordJournal:
         Returns the store keys it wrote (prefix included). A KafkaException from the producer (a record
         refused at once, e.g. too large) escapes, and the transaction is FAILED: it must be aborted."""
         try:
-            for record in self._outputs:
-                txn.produce(record.topic, record.value, key=record.key, headers=record.headers, on_delivery=on_delivery)
+            trace = self._trace_headers
+            for record in self._outputs:  # each carries the record's trace context
+                headers = [*(record.headers or ()), *trace] if trace else record.headers
+                txn.produce(record.topic, record.value, key=record.key, headers=headers, on_delivery=on_delivery)
             written = []
             for (_, key), (store, value) in self._writes.items():
                 store.keep(key, value)
@@ -94,7 +107,8 @@ class RecordJournal:
         self._writes = {}
         self._outputs = []
         self._open = False
-        self.trace_headers = []
+        if self._trace_headers:
+            self.trace_headers = []
 
     def _require_open(self) -> None:
         if not self._open:

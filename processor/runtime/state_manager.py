@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from processor.metrics import ProcessorMetrics
 from processor.runtime.restore import StoreAheadOfChangelog, restore_store
-from processor.runtime.store import PartitionStore
+from processor.runtime.store import PartitionStore, StoreMemory
 from processor.runtime.task import Task, TaskId
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class StateManager:
         self._restore_consumer = restore_consumer
         self._written_end = changelog_written_end
         self._metrics = metrics
+        self._memory = StoreMemory()  # the RocksDB memory every store of this instance shares
         self._tasks: dict[TaskId, Task] = {}
         self._partition_counts: dict[str, int] = {}
         self.restored: list[tuple[str, int, int]] = []  # (subtopology, partition, records) per restore
@@ -96,7 +97,7 @@ class StateManager:
         sub = self._subtopologies[task_id.subtopology]
         path = self._state_dir / sub.name / str(task_id.partition)
         path.parent.mkdir(parents=True, exist_ok=True)
-        store = PartitionStore(path, sub.changelog_topic, task_id.partition)
+        store = PartitionStore(path, sub.changelog_topic, task_id.partition, self._memory)
         try:
             task = self._build_task(task_id, store, self._partition_count(sub))
         except BaseException:

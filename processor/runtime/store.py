@@ -44,21 +44,28 @@ _META_CHANGELOG = b"\x00meta/changelog"
 _META_NEXT_OFFSET = b"\x00meta/changelog-next-offset"
 
 
-# Memory is bounded per database: small memtables (the changelog, not the WAL, is the source of
-# truth; values are written once per transaction) and one block cache shared by every store.
-_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
-_SHARED_BLOCK_CACHE = Cache(32 * 1024 * 1024)
+class StoreMemory:
+    """The RocksDB memory of one instance's stores, owned by its `StateManager` (nothing module-level).
 
+    Bounded per store: memtables of `write_buffer_bytes`, at most `write_buffers` of them (the
+    changelog, not RocksDB's WAL, is the source of truth, and values are written once per
+    transaction); and one block cache of `block_cache_bytes` shared by every store of the instance."""
 
-def _options() -> Options:
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.set_write_buffer_size(_WRITE_BUFFER_BYTES)
-    options.set_max_write_buffer_number(2)
-    table = BlockBasedOptions()
-    table.set_block_cache(_SHARED_BLOCK_CACHE)
-    options.set_block_based_table_factory(table)
-    return options
+    def __init__(self, block_cache_bytes: int = 32 * 1024 * 1024, write_buffer_bytes: int = 8 * 1024 * 1024,
+                 write_buffers: int = 2) -> None:
+        self._block_cache = Cache(block_cache_bytes)
+        self._write_buffer_bytes = write_buffer_bytes
+        self._write_buffers = write_buffers
+
+    def options(self) -> Options:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_write_buffer_size(self._write_buffer_bytes)
+        options.set_max_write_buffer_number(self._write_buffers)
+        table = BlockBasedOptions()
+        table.set_block_cache(self._block_cache)
+        options.set_block_based_table_factory(table)
+        return options
 
 
 class StoreLocked(RuntimeError):
@@ -107,8 +114,9 @@ class StateDirLock:
 class PartitionStore:
     """State of one partition index, plus the changelog offset it is current up to."""
 
-    def __init__(self, path: Path, changelog: str, partition: int) -> None:
+    def __init__(self, path: Path, changelog: str, partition: int, memory: StoreMemory | None = None) -> None:
         self.path = path
+        self._memory = memory or StoreMemory()  # a store of its own (tools, tests) gets its own budget
         self.changelog = changelog
         self.partition = partition
         self.rebuilt = False
@@ -165,7 +173,7 @@ class PartitionStore:
     def _open_or_rebuild(self) -> Rdict:
         marker = f"{self.changelog}/{self.partition}".encode()
         try:
-            db = Rdict(str(self.path), _options())
+            db = Rdict(str(self.path), self._memory.options())
         except Exception as error:  # rocksdict raises plain exceptions
             text = str(error)
             if "lock" in text.lower():  # open elsewhere: never treat it as corruption (never delete it)
@@ -187,7 +195,7 @@ class PartitionStore:
     def _recreate(self, marker: bytes) -> Rdict:
         self.rebuilt = True
         shutil.rmtree(self.path, ignore_errors=True)
-        db = Rdict(str(self.path), _options())
+        db = Rdict(str(self.path), self._memory.options())
         db.put(_META_CHANGELOG, marker)
         return db
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
+from opentelemetry.trace import SpanKind, Tracer
 
 from kafka_client.partitioning import misrouting
 from kafka_client.records import coordinates
@@ -144,8 +145,10 @@ class Task:
         partitions: int | None = None,
         cache_bytes: int = 32 * 1024 * 1024,
         on_misrouted: Callable[[str], None] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.id = task_id
+        self._tracer = tracer  # None: no span per record, the input's trace context passed on as it is
         self.store = store
         self._build = build
         self._dead_letters = dead_letters
@@ -203,7 +206,25 @@ class Task:
                 return
         journal = self.journal
         journal.begin()
-        journal.trace_headers = tracing.passed_on(message.headers())
+        passed_on = tracing.passed_on(message.headers())
+        if self._tracer is None:
+            journal.trace_headers = passed_on
+            self._handle(handler, message, txn, where)
+            return
+        # A span per record only when spans are exported: a child of the input's trace context, and
+        # the parent of the record's outputs (an input without one keeps none: its handler may set it).
+        with self._tracer.start_as_current_span(f"{topic} process", context=tracing.context_from_kafka(passed_on),
+                                                kind=SpanKind.CONSUMER, attributes={
+                                                    "messaging.system": "kafka", "messaging.operation": "process",
+                                                    "messaging.destination.name": topic,
+                                                    "messaging.destination.partition.id": str(partition),
+                                                    "messaging.kafka.message.offset": offset}):
+            journal.trace_headers = tracing.kafka_headers() if passed_on else []
+            self._handle(handler, message, txn, where)
+
+    def _handle(self, handler: Handler, message: Message, txn: KafkaTransaction, where: Coordinates) -> None:
+        topic, partition, offset = where
+        journal = self.journal
         try:
             handler(message)
         except self._bad_input as error:  # bad input never stops the processor

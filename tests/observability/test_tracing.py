@@ -99,6 +99,25 @@ def test_log_lines_inside_a_span_carry_trace_and_span_ids_beside_the_correlation
     assert "trace_id" not in json.loads(formatter.format(outside))
 
 
+def test_log_lines_while_a_kafka_record_is_handled_without_a_span_carry_its_trace_id() -> None:
+    formatter = JsonFormatter("svc")
+    log_filter = tracing.TraceContextFilter()
+
+    def line() -> dict[str, object]:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "folding", (), None)
+        log_filter.filter(record)
+        return json.loads(formatter.format(record))
+
+    tracing.handling_record([("tracestate", b"k=v"), ("traceparent", TRACEPARENT.encode())])
+    during = line()
+    tracing.handling_record([("traceparent", b"not-a-traceparent")])
+    malformed = line()
+    tracing.handling_record([])
+    after = line()
+    assert during["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736" and "span_id" not in during
+    assert "trace_id" not in malformed and "trace_id" not in after
+
+
 @pytest.mark.parametrize(("value", "expected"), [(None, "none"), ("", "none"), ("none", "none"),
                                                  ("console", "console"), ("OTLP", "otlp")])
 def test_exporter_is_off_unless_otel_traces_exporter_names_one(value: str | None, expected: str) -> None:

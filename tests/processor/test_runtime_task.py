@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Tracer, format_span_id, format_trace_id
 
 from processor.runtime.journal import JournalStateError, OutputRecord
 from processor.runtime.kv import KeyValueStore
@@ -37,11 +41,13 @@ class RecordingTxn:
     """Stands in for KafkaTransaction: what was produced into it, in order."""
 
     produced: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    headers: list[Any] = field(default_factory=list)  # of each produced record, in order
     deliveries: list[Callable[[Any, Any], None]] = field(default_factory=list)
 
     def produce(self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Any = None,
                 partition: int | None = None, on_delivery: Any = None) -> None:
         self.produced.append((topic, key, value))
+        self.headers.append(headers)
         if on_delivery is not None:
             self.deliveries.append(on_delivery)
 
@@ -102,6 +108,7 @@ class Record:
     _offset: int
     _key: bytes | None = None
     _value: bytes | None = None
+    _headers: list[tuple[str, bytes]] | None = None
 
     def topic(self) -> str:
         return self._topic
@@ -118,8 +125,8 @@ class Record:
     def value(self) -> bytes | None:
         return self._value
 
-    def headers(self) -> None:
-        return None
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
     def error(self) -> None:
         return None
@@ -136,8 +143,10 @@ def store(tmp_path: Path) -> PartitionStore:
     store.close()
 
 
-def running_task(store: PartitionStore, letters: DeadLetterRecorder, policy: ErrorPolicy = ErrorPolicy.DEAD_LETTER) -> Task:
-    task = Task(TaskId("notes", 0), store, Notes, dead_letters=letters, bad_input=(Bad,), error_policy=policy)
+def running_task(store: PartitionStore, letters: DeadLetterRecorder, policy: ErrorPolicy = ErrorPolicy.DEAD_LETTER,
+                 tracer: Tracer | None = None) -> Task:
+    task = Task(TaskId("notes", 0), store, Notes, dead_letters=letters, bad_input=(Bad,), error_policy=policy,
+                tracer=tracer)
     task.begin_restore()
     task.initialize()
     return task
@@ -282,3 +291,41 @@ def test_kafka_transaction_refuses_commit_before_prepare() -> None:
     with pytest.raises(TransactionStateError, match=r"commit\(\) needs prepared"):
         txn.commit()
     assert txn.status is TransactionStatus.OPEN  # a refused call changes nothing
+
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()
+
+
+def traced(offset: int, key: str, value: str, headers: list[tuple[str, bytes]]) -> Message:
+    return Record("in", 0, offset, key.encode(), value.encode(), headers)  # type: ignore[return-value]
+
+
+def test_task_without_a_tracer_passes_the_input_trace_context_on_to_every_output(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    txn = RecordingTxn()
+
+    task.process(traced(0, "a", "put 1", [("traceparent", TRACEPARENT), ("tracestate", b"k=v"), ("other", b"x")]),
+                 txn)  # type: ignore[arg-type]
+    task.process(record(1, "b", "put 2"), txn)  # type: ignore[arg-type]
+
+    assert txn.headers == [[("traceparent", TRACEPARENT), ("tracestate", b"k=v")], None]
+    assert task.journal.trace_headers == []  # nothing carried over to the next record
+
+
+def test_task_with_a_tracer_makes_a_child_span_per_record_and_its_outputs_name_that_span(
+    store: PartitionStore,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    task = running_task(store, DeadLetterRecorder(), tracer=provider.get_tracer("test"))
+    txn = RecordingTxn()
+
+    task.process(traced(0, "a", "put 1", [("traceparent", TRACEPARENT)]), txn)  # type: ignore[arg-type]
+
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "in process" and span.parent is not None
+    assert format_trace_id(span.context.trace_id) == TRACE_ID and format_span_id(span.parent.span_id) == "00f067aa0ba902b7"
+    (headers,) = txn.headers
+    assert headers == [("traceparent", f"00-{TRACE_ID}-{format_span_id(span.context.span_id)}-01".encode())]

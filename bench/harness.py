@@ -152,14 +152,25 @@ class App:
                 **{f"TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(TopicNames)}}
 
     def spawn(self, procs: Procs, state_dir: Path, name: str, *, port: int, profile_to: Path | None = None,
-              log_level: str = "WARNING") -> Process:
-        args = ["-m", "processor", "--application-id", self.application_id, "--instance-id", "bench",
+              log_level: str = "WARNING", instance_id: str = "bench") -> Process:
+        args = ["-m", "processor", "--application-id", self.application_id, "--instance-id", instance_id,
                 "--state-dir", str(state_dir), "--partitions", str(self.partitions), "--commit-interval-ms", "100",
                 "--batch-size", "500", "--http-port", str(port), "--log-level", log_level]
         if profile_to is not None:
             args = ["-m", "pyinstrument", "--interval", "0.002", "-r", "text", "--show-all", "-o", str(profile_to),
                     *args]
         return procs.start(name, [PY, *args], self.env())
+
+
+def metric_total(port: int, name: str) -> float:
+    """The sum of every series of one metric a running processor exposes (0 when it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+               if not line.startswith("#") and line.split("{")[0].split(" ")[0] == name)
 
 
 def scrape_loop_metrics(port: int) -> dict[str, float]:
@@ -357,7 +368,7 @@ class CommandResults:
             while not self._stop.is_set():
                 for message in self._consumer.consume(1000, timeout=0.1):
                     if message.error() is None:
-                        result = self._codec.decode(message.value(), topic=self._topic, partition=0, offset=0)
+                        result = self._codec.decode(message.value() or b"", topic=self._topic, partition=0, offset=0)
                         self.outcomes[result["command_id"]] = result["outcome"]
         finally:
             self._consumer.close()

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 import testkit.streams as sf  # the tests' realistic stream generator
 from bench import history as hist
-from bench import soak
+from bench import in_process, soak
 from bench.harness import (
     PY,
     App,
@@ -46,6 +46,7 @@ from bench.harness import (
     http_get_status,
     log,
     measure_drain,
+    metric_total,
     peak_rss_mb,
     percentile,
     produce_all,
@@ -118,13 +119,21 @@ class Bench:
         self.twin = App(self.bootstrap, f"bench-{self.run_id}-prof", self.P, shared={
             "approved_proposals": t.approved_proposals, "execution_commands": t.execution_commands,
             "order_events": t.order_events})
+        # Two instances in one group share the work (both cores): their app has its own order-events
+        # topic, filled only once both hold their partitions (a rebalance is not part of the figure).
+        self.duo = App(self.bootstrap, f"bench-{self.run_id}-duo", self.P, shared={
+            "approved_proposals": t.approved_proposals, "execution_commands": t.execution_commands})
         self.state = self.work / "state-processor"
         self.twin_state = self.work / "state-profiled"
+        self.duo_state = self.work / "state-duo-a"
         log(f"seeding executions through the processor (and its profiled twin): {len(self.plans) + len(self.lat_plans)}")
         procs = [self.app.spawn(self.procs, self.state, "seed-processor", port=0),
                  self.twin.spawn(self.procs, self.twin_state, "seed-twin", port=0)]
+        if "throughput" in self.args.sections_list:
+            procs.append(self.duo.spawn(self.procs, self.duo_state, "seed-duo", port=0, instance_id="a"))
         started = time.monotonic()
-        readers = [CommandResults(self.bootstrap, app.topics.command_results) for app in (self.app, self.twin)]
+        apps = [self.app, self.twin] + ([self.duo] if "throughput" in self.args.sections_list else [])
+        readers = [CommandResults(self.bootstrap, app.topics.command_results) for app in apps]
         try:
             publish_and_create(self.bootstrap, self.app, self.plans + self.lat_plans)
             ids = [plan.command_id or "" for plan in self.plans + self.lat_plans]
@@ -208,6 +217,16 @@ class Bench:
         log(f"  processor: {self.results['processor']['eps']:,.0f} events/s")
         self.results["processor_outputs"] = end_offsets(self.bootstrap, t.execution_state_changes)
 
+        log("throughput: two processor instances in one group (both cores)")
+        self.results["duo"] = self._duo(timeout)
+        log(f"  two instances: {self.results['duo']['eps']:,.0f} events/s")
+
+        log("throughput: the pure domain fold and the processor's tasks in process (no broker), same stream")
+        self.results["domain_fold"] = in_process.domain_fold(self.plans, self.events)
+        self.results["in_process"] = in_process.run_stream(self.plans, self.events, self.P)
+        log(f"  pure domain fold: {self.results['domain_fold']['cpu_eps']:,.0f} events per CPU second; processor "
+            f"in process: {self.results['in_process']['cpu_eps']:,.0f}")
+
         log("throughput: the quixstreams peer (same fold, exactly-once, RocksDB state)")
         group = f"peer-{self.run_id}"
         peer_side = f"bench-{self.run_id}.peer-side"
@@ -224,6 +243,28 @@ class Bench:
         self.results["peer"].update(self._compare_peer(peer_out))
         log(f"  peer's state changes identical to the processor's: {self.results['peer']['same']:,} of "
             f"{self.results['peer']['compared']:,}")
+
+    def _duo(self, timeout: float) -> dict[str, float]:
+        """Two instances (state dirs a, b; b restores its partitions from the changelog), the stream
+        produced once both are ready and hold partitions; measured like the single instance."""
+        ports = [free_loopback_port(), free_loopback_port()]
+        procs = [self.duo.spawn(self.procs, self.duo_state, "processor-duo-a", port=ports[0], instance_id="a"),
+                 self.duo.spawn(self.procs, self.work / "state-duo-b", "processor-duo-b", port=ports[1],
+                                instance_id="b")]
+        try:
+            def holding_partitions(port: int) -> bool:
+                return http_get_status(port, "/readyz") == 200 and metric_total(port, "processor_assigned_partitions") > 0
+
+            wait_for(lambda: all(holding_partitions(port) for port in ports), 120,
+                     "both instances ready, each with partitions")
+            produce_all(producer(self.bootstrap), self.duo.topics.order_events, event_items(self.events))
+            result = measure_drain(self.admin, self.duo.application_id, self.duo.topics.order_events, self.P,
+                                   self.total, procs[0], timeout)
+            result["rss_mb"] = sum(peak_rss_mb(proc) for proc in procs)
+        finally:
+            for proc in procs:
+                self.procs.stop(proc)
+        return result
 
     def _compare_peer(self, peer_out: str) -> dict[str, int]:
         """The peer's state changes against the processor's of the same change id, byte for byte."""
@@ -283,7 +324,7 @@ class Bench:
             while not stop.is_set():
                 for m in consumer.consume(1000, timeout=0.02):
                     if m.error() is None:
-                        arrived.append((time.perf_counter(), m.value()))
+                        arrived.append((time.perf_counter(), m.value() or b""))
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
@@ -477,6 +518,18 @@ class Bench:
                 f"{proc:,.0f} events/s (peak RSS {r['processor']['rss_mb']:.0f} MB)", "≥ 30,000 events/s",
                 check(proc, TARGETS["processor_eps"]))
             row("processor / limit", f"{proc / lim:.3f}", "≥ 0.60", check(proc / lim, TARGETS["vs_limit"]))
+            if "duo" in r:
+                duo = r["duo"]["eps"]
+                row("processor, two instances in one group (both cores)",
+                    f"{duo:,.0f} events/s (× {duo / proc:.2f} one instance; peak RSS {r['duo']['rss_mb']:.0f} MB "
+                    "together)", "≥ 30,000 events/s", check(duo, TARGETS["processor_eps"]))
+            if "in_process" in r:
+                fold, inproc = r["domain_fold"], r["in_process"]
+                row("pure domain fold (apply_order_event in memory, nothing encoded or stored)",
+                    f"{fold['cpu_eps']:,.0f} events per CPU second ({fold['us_per_event']:.0f} µs/event)")
+                row("processor's tasks in process, no broker (decode, fold, stores, encode; bench.in_process)",
+                    f"{inproc['cpu_eps']:,.0f} events per CPU second ({inproc['us_per_event']:.0f} µs/event, "
+                    f"{inproc['bytes_out_per_event']:,.0f} bytes produced per event)")
             if "peer" in r:
                 peer = r["peer"]["eps"]
                 part = (f" (bounded run: first {r['peer']['events']:,} of {s['events']:,} events)"

@@ -71,9 +71,13 @@ class Watch:
 
 
 def reached(*statuses: str) -> Callable[[list[StateChange]], bool]:
-    """Done once the execution is in a terminal state (or one of `statuses`)."""
-    wanted = set(statuses) or TERMINAL
-    return lambda changes: changes[-1].status in wanted
+    """Done once the execution is in one of `statuses`; by default, once it is complete: in a final
+    state with no order still working (a REJECTED execution can have a SELL still working at the OMS
+    whose fills come later)."""
+    if statuses:
+        wanted = set(statuses)
+        return lambda changes: changes[-1].status in wanted
+    return lambda changes: changes[-1].status in TERMINAL and bool(changes[-1].snapshot.get("is_complete", True))
 
 
 def snapshot_of(changes: list[StateChange]) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from execution_domain.ticket_state import TERMINAL_TICKET_STATES
+
 
 def short_ticket(snapshot: dict[str, Any], ticket_id: str) -> str:
     """e.g. 'SELL SG_BOND_2030 120' or 'FX USD/SGD 1500' for a ticket of the snapshot."""
@@ -60,6 +62,9 @@ def _describe_row(snapshot: dict[str, Any], row: dict[str, Any]) -> str:
     return f"{subject}: {what} recorded{filled}{reason}"
 
 
+TERMINAL_TICKET_STATUSES = frozenset(state.value for state in TERMINAL_TICKET_STATES)
+
+
 def describe_final(snapshot: dict[str, Any]) -> list[str]:
     """The end state of an execution: one line per ticket with filled quantity and average price."""
     lines = [f"{snapshot['execution_id']} {snapshot['status']} (proposal {snapshot['proposal_id']} "
@@ -68,4 +73,9 @@ def describe_final(snapshot: dict[str, Any]) -> list[str]:
         price = "-" if entry["avg_price"] is None else f"{entry['avg_price']:.6f}".rstrip("0").rstrip(".")
         lines.append(f"    {describe_ticket(entry['ticket'], entry['order_quantity']):<45} {entry['status']:<14} "
                      f"filled {entry['filled_qty']} @ {price}")
+    if snapshot.get("is_complete") is False:  # absent in records written before the counters existed
+        working = [entry for entry in snapshot["tickets"] if entry["status"] not in TERMINAL_TICKET_STATUSES]
+        described = ", ".join(f"{entry['ticket']['ticket_id']} {entry['status']}" for entry in working)
+        lines.append(f"    not complete: {snapshot.get('open_ticket_count', len(working))} ticket(s) still working"
+                     + (f" ({described})" if described else "") + "; their reports will still be folded")
     return lines

@@ -100,6 +100,9 @@ class TaskId:
         return f"{self.subtopology}/{self.partition}"
 
 
+_ROUTED_KEYS_KEPT = 20_000  # ~2 MB of keys at most per task; cleared (and checked again) beyond
+
+
 @dataclass(frozen=True, slots=True)
 class TaskContext:
     """What a task's processor gets to build its stores and outputs with."""
@@ -157,6 +160,7 @@ class Task:
         self._partitions = partitions  # of every input topic (co-partitioned); None: keys are not checked
         self._cache_bytes = cache_bytes
         self._on_misrouted = on_misrouted
+        self._routed_keys: set[bytes | None] = set()  # keys known to belong to this partition (bounded)
         self._writers: dict[bytes, Coordinates] = {}  # store key -> the input that last wrote it, this transaction
         self._refused: dict[Coordinates, str] = {}  # inputs whose outputs the broker refused, this transaction
         self.journal = RecordJournal()
@@ -197,13 +201,18 @@ class Task:
         topic, partition, offset = where
         handler = self._handlers[topic]
         if self._partitions is not None:
-            wrong = misrouting(message.key(), partition, self._partitions)
-            if wrong is not None:
-                if self._on_misrouted is not None:
-                    self._on_misrouted(topic)
-                self._dead_letters.dead_letter(txn, message, MisroutedRecord(wrong), bug=False,
-                                               on_delivery=self._delivery(where))
-                return
+            key = message.key()
+            if key not in self._routed_keys:  # murmur2 in Python costs ~10 µs: each key is checked once
+                wrong = misrouting(key, partition, self._partitions)
+                if wrong is not None:
+                    if self._on_misrouted is not None:
+                        self._on_misrouted(topic)
+                    self._dead_letters.dead_letter(txn, message, MisroutedRecord(wrong), bug=False,
+                                                   on_delivery=self._delivery(where))
+                    return
+                if len(self._routed_keys) >= _ROUTED_KEYS_KEPT:
+                    self._routed_keys.clear()
+                self._routed_keys.add(key)
         journal = self.journal
         journal.begin()
         passed_on = tracing.passed_on(message.headers())

@@ -26,3 +26,19 @@ def test_final_state_lists_each_ticket_with_filled_quantity_and_average_price() 
     lines = describe_final(example("ExecutionStateChange", "created")["execution"])
     assert lines[0].startswith("exec_20260218_abc CREATED")
     assert any("SELL SG_EQ_BANK 120" in line and "filled 70 @ 31.441235" in line for line in lines)
+
+
+def test_final_state_of_an_incomplete_execution_names_the_tickets_still_working() -> None:
+    snapshot = dict(example("ExecutionStateChange", "created")["execution"])
+    working = [t for t in snapshot["tickets"] if t["status"] not in ("FILLED", "CANCELLED", "REJECTED")]
+    snapshot.update(status="REJECTED", is_complete=False, open_ticket_count=len(working))
+
+    lines = describe_final(snapshot)
+
+    assert working and lines[-1].strip().startswith(f"not complete: {len(working)} ticket(s) still working")
+    assert all(t["ticket"]["ticket_id"] in lines[-1] for t in working)
+
+
+def test_final_state_of_a_complete_execution_adds_no_working_line() -> None:
+    snapshot = {**example("ExecutionStateChange", "created")["execution"], "is_complete": True}
+    assert not any("still working" in line for line in describe_final(snapshot))

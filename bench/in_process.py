@@ -56,42 +56,10 @@ from processor.topics import subtopologies
 from processor.topology import ServiceTopology
 from testkit import streams as sf
 from testkit.processor import ACTOR, DEFAULT_POLICY, T0
+from testkit.records import ConsumedRecord
 from wire import formats, serde
 from wire import records as translate
 from wire.topics import TopicNames
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A consumed record (confluent_kafka.Message cannot be built by every client version)."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _key: bytes
-    _value: bytes
-    _headers: list[tuple[str, bytes]] | None = None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def error(self) -> None:
-        return None
 
 
 @dataclass
@@ -103,7 +71,7 @@ class CountingTransaction:
     produced: list[tuple[str, int, bytes | None, bytes | None]] = field(default_factory=list)
     bytes_out: int = 0
     _offsets: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
-    _deliveries: list[tuple[Callable[[Any, Any], None], Record]] = field(default_factory=list)
+    _deliveries: list[tuple[Callable[[Any, Any], None], ConsumedRecord]] = field(default_factory=list)
     _partition_of: dict[bytes, int] = field(default_factory=dict)
 
     def produce(self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Any = None,
@@ -117,7 +85,7 @@ class CountingTransaction:
         self.produced.append((topic, partition, key, value))
         self.bytes_out += len(value or b"") + len(key or b"")
         if on_delivery is not None:
-            self._deliveries.append((on_delivery, Record(topic, partition, offset, key or b"", value or b"")))
+            self._deliveries.append((on_delivery, ConsumedRecord(topic, partition, offset, key or b"", value or b"")))
 
     def commit(self) -> None:
         for callback, record in self._deliveries:
@@ -155,13 +123,13 @@ class InProcessProcessor:
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
         self.txn = CountingTransaction(partitions)
 
-    def record(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> Record:
+    def record(self, topic: str, key: bytes, value: bytes, partition: int | None = None) -> ConsumedRecord:
         partition = expected_partition(key, self.partitions) if partition is None else partition
         offset = self._offsets[(topic, partition)]
         self._offsets[(topic, partition)] = offset + 1
-        return Record(topic, partition, offset, key, value)
+        return ConsumedRecord(topic, partition, offset, key, value)
 
-    def fold(self, records: Iterable[Record]) -> int:
+    def fold(self, records: Iterable[ConsumedRecord]) -> int:
         touched: dict[int, Task] = {}
         count = 0
         for record in records:
@@ -176,7 +144,7 @@ class InProcessProcessor:
             task.post_commit()
         return count
 
-    def forward(self, topic: str) -> list[Record]:
+    def forward(self, topic: str) -> list[ConsumedRecord]:
         """What the last transactions produced to an internal topic, as records of it."""
         return [self.record(topic, key or b"", value or b"", partition) for partition, key, value in self.txn.take(topic)]
 
@@ -214,7 +182,7 @@ def create_executions(proc: InProcessProcessor, plans: list[sf.PlannedExecution]
     proc.txn.produced.clear()
 
 
-def order_event_records(proc: InProcessProcessor, events: list[OrderEvent]) -> list[Record]:
+def order_event_records(proc: InProcessProcessor, events: list[OrderEvent]) -> list[ConsumedRecord]:
     topic = proc.topics.order_events
     return [proc.record(topic, event.execution_id.encode(),
                         serde.encode("OrderEvent", translate.order_event_to_record(event))) for event in events]

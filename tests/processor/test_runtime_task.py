@@ -22,6 +22,7 @@ from processor.runtime.kv import KeyValueStore
 from processor.runtime.store import PartitionStore
 from processor.runtime.task import ErrorPolicy, HandlerBug, Task, TaskContext, TaskId, TaskState
 from processor.runtime.transaction import KafkaTransaction, TransactionStateError, TransactionStatus
+from testkit.records import ConsumedRecord
 
 
 class Bad(ValueError):
@@ -54,7 +55,7 @@ class RecordingTxn:
     def deliver_changelog(self, first_offset: int) -> None:
         """Play the delivery reports of the changelog records, at consecutive offsets."""
         for offset, report in enumerate(self.deliveries, first_offset):
-            report(None, Record("changelog", 0, offset))
+            report(None, ConsumedRecord("changelog", 0, offset))
         self.deliveries.clear()
 
 
@@ -99,41 +100,8 @@ class Notes:
             raise Bad(f"refused after writing {key}") if arg == "bad" else RuntimeError("a bug after writing")
 
 
-@dataclass(frozen=True)
-class Record:
-    """Stands in for a consumed confluent_kafka.Message (which older client versions cannot build)."""
-
-    _topic: str
-    _partition: int
-    _offset: int
-    _key: bytes | None = None
-    _value: bytes | None = None
-    _headers: list[tuple[str, bytes]] | None = None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def headers(self) -> list[tuple[str, bytes]] | None:
-        return self._headers
-
-    def error(self) -> None:
-        return None
-
-
 def record(offset: int, key: str, value: str) -> Message:
-    return Record("in", 0, offset, key.encode(), value.encode())  # type: ignore[return-value]
+    return ConsumedRecord("in", 0, offset, key.encode(), value.encode())  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -298,7 +266,7 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()
 
 
 def traced(offset: int, key: str, value: str, headers: list[tuple[str, bytes]]) -> Message:
-    return Record("in", 0, offset, key.encode(), value.encode(), headers)  # type: ignore[return-value]
+    return ConsumedRecord("in", 0, offset, key.encode(), value.encode(), headers)  # type: ignore[return-value]
 
 
 def test_task_without_a_tracer_passes_the_input_trace_context_on_to_every_output(store: PartitionStore) -> None:

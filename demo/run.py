@@ -14,7 +14,9 @@ guarantee held. Output lines fit 100 columns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import secrets
 import signal
 import tempfile
@@ -35,10 +37,11 @@ from demo.services import ROOT, Services
 from demo.timeline import Watch, reached, say
 from execution_domain import parse_artifact
 from local_kafka.broker import free_loopback_port
-from local_kafka.select import kafka_broker
+from local_kafka.select import KafkaEndpoint, kafka_broker
+from local_registry.select import REGISTRY_URL_ENV, schema_registry
 from status_consumer.format import describe_final, describe_ticket
+from wire import formats
 from wire import records as translate
-from wire import serde
 from wire.topics import TopicNames
 
 SAMPLES = ROOT / "samples" / "proposals"
@@ -136,8 +139,11 @@ class Demo:
         samples = [s.sample for s in self.scenarios] + ([GUARANTEES_SAMPLE] if self.guarantees else [])
         for sample in samples:
             record = translate.artifact_to_record(parse_artifact(load(sample)))
+            # As an upstream producer would: in the registry's framing when SCHEMA_REGISTRY_URL is set
+            # (`--registry`), else single-object.
+            codec = formats.value_codec("approved-proposals", self.topics.approved_proposals)
             producer.produce(self.topics.approved_proposals, key=record["proposal_id"].encode(),
-                             value=serde.encode("ApprovedProposal", record))
+                             value=codec.encode(record))
         producer.flush(30)
 
     # -- the flow ----------------------------------------------------------------------
@@ -296,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--oms", choices=("mock", "fix"), default="mock",
                         help="mock: the mock OMS (default); fix: the FIX adapter against QuickFIX/J's Executor "
                              "(docs/fix.md), with the FIX traffic summary")
+    parser.add_argument("--registry", action="store_true",
+                        help="every service speaks the Confluent Schema Registry wire format: against "
+                             "SCHEMA_REGISTRY_URL when set, else a local Apicurio Registry it starts and stops "
+                             "(built from Maven Central on first use; docs/wire.md)")
     parser.add_argument("--keep-running", action="store_true",
                         help="after the scenarios, keep the broker and the services running (and print how to "
                              "reach them) until Ctrl-C")
@@ -311,32 +321,45 @@ def main(argv: list[str] | None = None) -> int:
 
         scenarios = tuple(s for s in SCENARIOS if s.sample in {f.sample for f in FIX_SCENARIOS})
         chosen = [name for name in chosen if name != GUARANTEES]
-    with kafka_broker() as endpoint, tempfile.TemporaryDirectory(prefix="execution-demo-") as work:
+    with contextlib.ExitStack() as stack:
+        endpoint = stack.enter_context(kafka_broker())
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="execution-demo-"))
         say(f"Kafka broker: {endpoint.description} at {endpoint.bootstrap_servers}", indent=0)
-        demo = Demo(endpoint.bootstrap_servers, Path(work), scenarios, guarantees=GUARANTEES in chosen)
-        demo.oms = args.oms
-        ok = False
-        try:
-            demo.start_services()
-            say(f"processor, gateway and {'FIX adapter' if args.oms == 'fix' else 'mock OMS'} started: " + ", ".join(
-                f"{s.name} (pid {s.process.pid})" for s in demo.services.started), indent=0)
-            demo.publish_proposals()
-            ok = demo.run()
-            if args.keep_running:
-                keep_running(demo)
-        except Exception as error:
-            print(f"demo failed: {error}")
-            for service in demo.services.started:
-                print(f"--- {service.name} log tail\n{service.log_tail()}")
-        finally:
-            demo.close()
-            codes = demo.services.stop_all()
-            if demo.fix is not None:
-                demo.fix.close()
-            print()
-            say("stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes), indent=0)
-            if endpoint.kind == "external":
-                demo.cleanup_topics()
+        if args.registry:
+            registry = stack.enter_context(schema_registry())
+            # Before any codec exists: the services inherit it, and this process's codecs read it.
+            os.environ[REGISTRY_URL_ENV] = registry.url
+            say(f"Schema registry: {registry.description} at {registry.url}; every topic in the Confluent "
+                "wire format (magic byte 0, 4-byte schema id)", indent=0)
+        return _run(args, endpoint, Path(work), scenarios, chosen)
+
+
+def _run(args: argparse.Namespace, endpoint: KafkaEndpoint, work: Path, scenarios: tuple[Scenario, ...],
+         chosen: list[str]) -> int:
+    demo = Demo(endpoint.bootstrap_servers, work, scenarios, guarantees=GUARANTEES in chosen)
+    demo.oms = args.oms
+    ok = False
+    try:
+        demo.start_services()
+        say(f"processor, gateway and {'FIX adapter' if args.oms == 'fix' else 'mock OMS'} started: " + ", ".join(
+            f"{s.name} (pid {s.process.pid})" for s in demo.services.started), indent=0)
+        demo.publish_proposals()
+        ok = demo.run()
+        if args.keep_running:
+            keep_running(demo)
+    except Exception as error:
+        print(f"demo failed: {error}")
+        for service in demo.services.started:
+            print(f"--- {service.name} log tail\n{service.log_tail()}")
+    finally:
+        demo.close()
+        codes = demo.services.stop_all()
+        if demo.fix is not None:
+            demo.fix.close()
+        print()
+        say("stopped: " + ", ".join(f"{name} (exit {code})" for name, code in codes), indent=0)
+        if endpoint.kind == "external":
+            demo.cleanup_topics()
     print("demo passed: every execution ended as its scenario expects" if ok else "demo FAILED")
     return 0 if ok else 1
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from local_kafka.broker import pid_alive
 
@@ -76,3 +77,20 @@ def test_demo_through_fix_ends_every_scenario_as_expected_and_prints_the_fix_tra
     assert re.search(r"out: Logon 1, NewOrderSingle \d+", traffic) and "Reject 2" in traffic
     pids = [int(pid) for pid in re.findall(r"\(pid\s+(\d+)\)", output)]
     assert len(pids) >= 4 and not any(pid_alive(pid) for pid in pids), "a demo process is still running"
+
+
+def test_demo_with_the_registry_writes_every_topic_in_the_confluent_framing_and_ends_as_expected(
+    kafka_bootstrap: str, registry_url: str,
+) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "demo", "--registry", "--scenario", "rfc_accept_all", "--scenario", "rfc_fx_reject"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "SCHEMA_REGISTRY_URL": registry_url},
+    )
+    output = completed.stdout
+    assert completed.returncode == 0, output + completed.stderr
+    assert f"Schema registry: SCHEMA_REGISTRY_URL={registry_url}" in output
+    assert "demo passed" in output and "expected FILLED: ok" in output and "expected REJECTED: ok" in output
+    subjects = requests.get(f"{registry_url}/subjects", timeout=10).json()
+    assert any(subject.endswith("execution-state-changes-value") for subject in subjects), subjects
+    assert any(subject.endswith("approved-proposals-value") for subject in subjects), subjects

@@ -11,6 +11,7 @@ import sys
 from gateway import config as gateway_config
 from gateway import logging_context
 from gateway.app import GUARD, create_app
+from gateway.read_model import StateDirError
 from gateway.server import serve
 from observability import json_logging, tracing
 
@@ -30,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting gateway %s", config.described())
     if not config.webhook_secrets:
         log.warning("no webhook secret configured (GATEWAY_WEBHOOK_SECRETS): every webhook call will get 401")
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except StateDirError as error:
+        print(f"python -m gateway: GATEWAY_STATE_DIR: {error}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(app, config, app[GUARD]))
     finally:

@@ -56,7 +56,8 @@ WEBHOOK_ROUTE = "receiveOrderEvent"
 # The scope each advisor route needs (gateway.auth); an unknown path only needs a valid token.
 ROUTE_SCOPES = {
     "createExecution": Scope.WRITE, "cancelExecution": Scope.WRITE,
-    "getExecution": Scope.READ, "listExecutions": Scope.READ, "getOpenApi": Scope.READ,
+    "getExecution": Scope.READ, "listExecutions": Scope.READ, "listExecutionEvents": Scope.READ,
+    "getOpenApi": Scope.READ,
 }
 # Headers whose repetition would let one reader see another value than the next: refused.
 SINGLE_HEADERS = ("Authorization", "Idempotency-Key", SIGNATURE_HEADER, "Content-Type", "Content-Length",
@@ -182,6 +183,8 @@ def create_app(config: GatewayConfig, *, backend: Backend | None = None, metrics
                    allow_head=False)
     router.add_post("/rebalance/executions/{execution_id}/events", handlers.receive_order_event,
                     name=WEBHOOK_ROUTE)
+    router.add_get("/rebalance/executions/{execution_id}/events", handlers.list_execution_events,
+                   name="listExecutionEvents", allow_head=False)
     router.add_post("/rebalance/executions/{execution_id}/cancel", handlers.cancel_execution,
                     name="cancelExecution")
     router.add_get("/openapi.json", handlers.openapi, name="getOpenApi", allow_head=False)

@@ -17,8 +17,9 @@ class KafkaBackend:
         client = f"{config.application_id}-gateway-{config.instance_id}"
         self.publisher = Publisher(config.kafka, client, config.topics)
         self.results = ResultWaiter(config.kafka, config.topics.command_results, f"{client}-results")
-        self.read_model = ReadModel(config.kafka, config.topics.execution_state_changes, f"{client}-read-model",
-                                    metrics)
+        self.read_model = ReadModel(config.kafka, config.topics.execution_state_changes,
+                                    config.topics.execution_snapshots, f"{client}-read-model", metrics,
+                                    config.state_dir)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.publisher.start(loop)
@@ -26,7 +27,7 @@ class KafkaBackend:
         self.read_model.start(loop)
 
     def close(self) -> None:
-        self.read_model.close()
+        self.read_model.close()  # also releases the state directory
         self.results.close()
         self.publisher.close()
 

@@ -47,6 +47,8 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 10.0
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
+DEFAULT_EVENTS_LIMIT = 100  # lifecycle rows per page of GET .../events
+MAX_EVENTS_LIMIT = 1000
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,7 @@ class GatewayConfig:
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
     read_sync_timeout_s: float = 2.0  # how long a miss waits for the read model to catch up
+    state_dir: Path | None = None  # the read model's store; None: a temporary directory, rebuilt at every start
     log_level: str = "INFO"
     trace_exporter: str = "none"
 
@@ -120,11 +123,13 @@ class GatewayConfig:
                 "webhook_max_body_bytes": self.webhook_max_body_bytes,
             },
             "trace_exporter": self.trace_exporter,
+            "state_dir": None if self.state_dir is None else str(self.state_dir),
             "topics": {
                 "execution_commands": self.topics.execution_commands,
                 "command_results": self.topics.command_results,
                 "order_events": self.topics.order_events,
                 "execution_state_changes": self.topics.execution_state_changes,
+                "execution_snapshots": self.topics.execution_snapshots,
             },
         }
 
@@ -163,6 +168,7 @@ class GatewaySettings(BaseSettings):
     header_timeout_s: PositiveSeconds = DEFAULT_HEADER_TIMEOUT_S
     body_timeout_s: PositiveSeconds = DEFAULT_BODY_TIMEOUT_S
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    state_dir: Path | None = None
     trace_exporter: Literal["none", "console", "otlp"] = Field(
         "none", validation_alias=AliasChoices("trace_exporter", "OTEL_TRACES_EXPORTER"))
 
@@ -207,6 +213,8 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
                                              "or stay idle between requests (default 10)"),
     "body_timeout_s": ("--body-timeout", "seconds a request may take to send its body (default 10)"),
     "log_level": ("--log-level", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    "state_dir": ("--state-dir", "directory of the read model's RocksDB store, kept across restarts, one per "
+                                 "instance (default: a temporary directory, rebuilt from Kafka at every start)"),
     "trace_exporter": ("--trace-exporter", f"span exporter: {', '.join(EXPORTERS)} (default none)"),
 }
 
@@ -214,7 +222,7 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
 # Settings GatewayConfig takes as they are.
 _COPIED = ("application_id", "instance_id", "host", "port", "inline_artifacts", "result_timeout_s",
            "signature_tolerance_s", "max_body_bytes", "artifact_max_body_bytes", "webhook_max_body_bytes",
-           "max_connections", "header_timeout_s", "body_timeout_s", "log_level", "trace_exporter")
+           "max_connections", "header_timeout_s", "body_timeout_s", "log_level", "trace_exporter", "state_dir")
 
 
 def env_name(field_name: str) -> str:

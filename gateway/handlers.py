@@ -30,14 +30,14 @@ from execution_domain import (
 from gateway import commands, models, webhook
 from gateway.auth import BearerAuth, Principal, Scope, insufficient_scope_challenge
 from gateway.commands import PublishError
-from gateway.config import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, GatewayConfig
+from gateway.config import DEFAULT_EVENTS_LIMIT, DEFAULT_LIST_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT, GatewayConfig
 from gateway.cursor import InvalidCursor, decode_cursor, encode_cursor, filters_digest
 from gateway.logging_context import correlation_id_var
 from gateway.metrics import GatewayMetrics
 from gateway.openapi import IDEMPOTENCY_KEY_PATTERN, openapi_document
 from gateway.problems import ApiProblem, Problems
-from gateway.read_model import ExecutionEntry, micros
-from gateway.views import execution_view
+from gateway.read_store import ExecutionHead, micros
+from gateway.views import RECENT_EVENTS, events_path, execution_body, execution_view
 from gateway.webhook import SIGNATURE_HEADER, SignatureError, SignatureFailure, SignatureVerifier
 from observability import tracing
 from wire.topics import CORRELATION_ID_HEADER
@@ -54,9 +54,11 @@ EXECUTION_ID = web.RequestKey("execution_id", str)  # the execution a create nam
 CLOSE_CONNECTION = web.RequestKey("close_connection", bool)  # answer, then close (body not read to its end)
 _IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 _LIMIT = re.compile(r"[0-9]{1,4}")  # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+_SEQ = re.compile(r"[0-9]{1,12}")
 _EXECUTION_STATES = frozenset(state.value for state in ExecutionState)
 _JSON = "application/json"
 _LIST_PARAMETERS = frozenset({"proposal_id", "status", "from", "to", "limit", "cursor"})
+_EVENTS_PARAMETERS = frozenset({"after_seq", "limit"})
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,6 +126,22 @@ def _timestamp_param(query: Mapping[str, str], name: str) -> int | None:
         raise ApiProblem(Problems.MALFORMED_REQUEST, f"{name} is out of range") from None
 
 
+def _refuse_unknown_parameters(query: Mapping[str, str], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise ApiProblem(Problems.MALFORMED_REQUEST, f"unknown query parameter(s): {', '.join(map(repr, unknown))}; "
+                                                     f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _limit(query: Mapping[str, str], default: int, highest: int) -> int:
+    text = query.get("limit")
+    if text is None:
+        return default
+    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= highest:
+        raise ApiProblem(Problems.MALFORMED_REQUEST, f"limit must be an integer from 1 to {highest}")
+    return int(text)
+
+
 class Handlers:
     def __init__(self, config: GatewayConfig, backend: Backend, metrics: GatewayMetrics,
                  clock: Any = time.time) -> None:
@@ -147,13 +165,24 @@ class Handlers:
             raise ApiProblem(Problems.SERVICE_UNAVAILABLE, "the read model is still loading; retry shortly",
                              headers={"Retry-After": "1"})
 
-    async def _lookup(self, execution_id: str) -> ExecutionEntry:
+    async def _lookup(self, execution_id: str) -> ExecutionHead:
         self._require_read_model()
-        entry: ExecutionEntry | None = await self.backend.read_model.lookup(execution_id,
-                                                                            self.config.read_sync_timeout_s)
-        if entry is None:
+        head: ExecutionHead | None = await self.backend.read_model.lookup(execution_id,
+                                                                         self.config.read_sync_timeout_s)
+        if head is None:
             raise ApiProblem(Problems.EXECUTION_NOT_FOUND, f"no execution {execution_id}", execution_id=execution_id)
-        return entry
+        return head
+
+    async def _read(self, execution_id: str, read: Any) -> Any:
+        """`read()` from the read model, syncing once when it finds nothing (read-your-writes); 404
+        when the execution is still unknown."""
+        self._require_read_model()
+        found = read()
+        if found is None and await self.backend.read_model.sync(self.config.read_sync_timeout_s):
+            found = read()
+        if found is None:
+            raise ApiProblem(Problems.EXECUTION_NOT_FOUND, f"no execution {execution_id}", execution_id=execution_id)
+        return found
 
     async def read_body(self, request: web.Request, limit: int) -> bytes:
         """The raw JSON body: 415 unless declared JSON, 413 past `limit` bytes (refused from
@@ -341,17 +370,43 @@ class Handlers:
     # -- GET /rebalance/executions/{execution_id} ----------------------------------------------
 
     async def get_execution(self, request: web.Request) -> web.Response:
-        entry = await self._lookup(request.match_info["execution_id"])
-        return json_response(entry.body)
+        execution_id = request.match_info["execution_id"]
+        model = self.backend.read_model
+        head, tickets, rows = await self._read(execution_id, lambda: model.execution(execution_id, RECENT_EVENTS))
+        # Tickets and rows are stored rendered: spliced into the body as they are.
+        return json_response(execution_body(head.view, map(orjson.Fragment, tickets), map(orjson.Fragment, rows)))
+
+    # -- GET /rebalance/executions/{execution_id}/events ------------------------------------------
+
+    async def list_execution_events(self, request: web.Request) -> web.Response:
+        execution_id = request.match_info["execution_id"]
+        query = request.query
+        _refuse_unknown_parameters(query, _EVENTS_PARAMETERS)
+        after_text = query.get("after_seq", "0")
+        if not _SEQ.fullmatch(after_text):
+            raise ApiProblem(Problems.MALFORMED_REQUEST, "after_seq must be an integer from 0 to 999999999999")
+        after_seq = int(after_text)
+        limit = _limit(query, DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT)
+        model = self.backend.read_model
+        rows, more = await self._read(execution_id, lambda: model.events(execution_id, after_seq, limit))
+        head = model.get(execution_id)
+        following = None
+        if more:
+            last = orjson.loads(rows[-1])["seq"]
+            following = f"{events_path(execution_id)}?after_seq={last}&limit={limit}"
+        return json_response({
+            "execution_id": execution_id,
+            "event_count": 0 if head is None else head.view["event_count"],
+            "items": list(map(orjson.Fragment, rows)),
+            "next": following,
+            "limit": limit,
+        })
 
     # -- GET /rebalance/executions ----------------------------------------------------------------
 
     async def list_executions(self, request: web.Request) -> web.Response:
         query = request.query
-        unknown = sorted(set(query) - _LIST_PARAMETERS)
-        if unknown:  # a misspelt filter must not silently list everything
-            raise ApiProblem(Problems.MALFORMED_REQUEST, f"unknown query parameter(s): {', '.join(map(repr, unknown))}; "
-                                                         f"allowed: {', '.join(sorted(_LIST_PARAMETERS))}")
+        _refuse_unknown_parameters(query, _LIST_PARAMETERS)  # a misspelt filter must not silently list everything
         proposal_id = query.get("proposal_id")
         if proposal_id is not None and not 1 <= len(proposal_id) <= 128:
             raise ApiProblem(Problems.MALFORMED_REQUEST, "proposal_id must be 1 to 128 characters")
@@ -360,12 +415,7 @@ class Handlers:
             raise ApiProblem(Problems.MALFORMED_REQUEST, f"status must be one of {', '.join(sorted(_EXECUTION_STATES))}")
         from_us = _timestamp_param(query, "from")
         to_us = _timestamp_param(query, "to")
-        limit_text = query.get("limit")
-        limit = DEFAULT_LIST_LIMIT
-        if limit_text is not None:
-            if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
-                raise ApiProblem(Problems.MALFORMED_REQUEST, f"limit must be an integer from 1 to {MAX_LIST_LIMIT}")
-            limit = int(limit_text)
+        limit = _limit(query, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         digest = filters_digest(proposal_id, status, from_us, to_us)
         after = None
         if "cursor" in query:
@@ -377,10 +427,10 @@ class Handlers:
         # Everything committed before this request is listed: an execution whose create was
         # answered is never missing from a page (bounded wait; stale rather than failing).
         await self.backend.read_model.sync(self.config.read_sync_timeout_s)
-        entries, following = self.backend.read_model.index.page(
+        items, following = self.backend.read_model.page(
             limit=limit, after=after, proposal_id=proposal_id, status=status, from_us=from_us, to_us=to_us)
         return json_response({
-            "items": [entry.summary for entry in entries],
+            "items": items,
             "next_cursor": None if following is None else encode_cursor(following, digest),
             "limit": limit,
         })
@@ -454,7 +504,7 @@ class Handlers:
             if problem.kind is Problems.EXECUTION_NOT_FOUND:
                 self.metrics.webhook_events.labels("unknown_execution").inc()
             raise
-        if event_request.ticket_id not in entry.ticket_ids:
+        if not self.backend.read_model.has_ticket(execution_id, event_request.ticket_id):
             # Ticket ids are unique per execution: the signed ticket binds the event to one execution.
             self.metrics.webhook_events.labels("unknown_ticket").inc()
             raise ApiProblem(Problems.UNKNOWN_TICKET,
@@ -475,7 +525,7 @@ class Handlers:
                               "ticket_id": event.ticket_id}, 202)
 
     @staticmethod
-    def _adopt_execution_correlation(request: web.Request, entry: ExecutionEntry) -> str:
+    def _adopt_execution_correlation(request: web.Request, entry: ExecutionHead) -> str:
         """The order event carries the execution's correlation id (its create's), so a create's
         correlation id reaches its fills. A webhook call without its own X-Correlation-Id takes
         it for its log lines and answer too."""
@@ -488,7 +538,7 @@ class Handlers:
         return correlation_id
 
     @staticmethod
-    def _event_trace_parent(request: web.Request, entry: ExecutionEntry) -> tuple[Any, list[Link]]:
+    def _event_trace_parent(request: web.Request, entry: ExecutionHead) -> tuple[Any, list[Link]]:
         """The trace an order event continues: the OMS's, when its call carried a traceparent;
         else the execution's create (from its first state change), linked to this call's span."""
         if request[TRACE_OFFERED] or not entry.origin.trace_headers:

@@ -10,8 +10,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from kafka_client.settings import KafkaSettings
 
@@ -20,33 +21,68 @@ log = logging.getLogger(__name__)
 KAFKA_LOG = logging.getLogger("gateway.kafka")
 
 
-def assign_only_consumer_config(kafka: KafkaSettings, client_id: str) -> dict[str, object]:
+# Properties the gateway's correctness depends on: a KAFKA_CLIENT_* variable or --kafka-config
+# naming one of them is ignored (with a warning), whatever it says. Every other property a user
+# sets wins over the gateway's own defaults below.
+PROTECTED_CONSUMER_KEYS = frozenset({
+    "isolation.level",  # read_committed: never an aborted state change, result or table row
+    "enable.auto.commit", "enable.auto.offset.store",  # assign-only consumers commit nothing
+    "auto.offset.reset",  # the read model falls back to the earliest record, never the latest
+    "group.id",  # never joined (assign only)
+})
+PROTECTED_PRODUCER_KEYS = frozenset({
+    "enable.idempotence", "acks",  # no duplicate or reordered command or order event on retries
+    "partitioner",  # murmur2, as every producer of these topics (co-partitioning, docs/wire.md)
+    "transactional.id",  # the gateway's producer is idempotent, not transactional
+})
+
+
+def merged_config(kafka: KafkaSettings, defaults: dict[str, object], protected: frozenset[str]) -> dict[str, object]:
+    """The gateway's `defaults`, overridden by the user's librdkafka properties except `protected`.
+
+    (A protected-keys list and merge helper are to live in `kafka_client.settings` for every
+    service; until then the gateway's own, here.)"""
+    user = dict(kafka.client_config)
+    ignored = sorted(key for key in user if key in protected and str(user[key]) != str(defaults.get(key)))
+    if ignored:
+        log.warning("ignoring Kafka client properties the gateway sets itself for correctness: %s",
+                    ", ".join(f"{key}={user[key]!r} (kept {defaults.get(key)!r})" for key in ignored))
+    return {"bootstrap.servers": kafka.bootstrap_servers, **defaults,
+            **{key: value for key, value in user.items() if key not in protected}}
+
+
+def assign_only_consumer_config(kafka: KafkaSettings, client_id: str, **overrides: object) -> dict[str, object]:
     """A read_committed consumer that only uses assign(): no group membership, no commits."""
-    return {
-        **kafka.base_config(),
+    defaults: dict[str, object] = {
         "client.id": client_id,
-        "logger": KAFKA_LOG,
         "group.id": f"{client_id}-unused",  # required by librdkafka; never joined (assign only)
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 50,
+        **overrides,
     }
+    return {**merged_config(kafka, defaults, PROTECTED_CONSUMER_KEYS), "logger": KAFKA_LOG}
 
 
 def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, object]:
-    return {
-        **kafka.base_config(),
+    defaults: dict[str, object] = {
         "client.id": client_id,
-        "logger": KAFKA_LOG,
         "enable.idempotence": True,  # acks=all, no duplicates or reordering on retries
+        "acks": "all",
         # The Java clients' partitioner, as every producer of these topics must use (docs/wire.md).
         "partitioner": "murmur2_random",
         "linger.ms": 2,
         "delivery.timeout.ms": 15_000,
         "compression.type": "lz4",
     }
+    return {**merged_config(kafka, defaults, PROTECTED_PRODUCER_KEYS), "logger": KAFKA_LOG}
+
+
+def admin_config(kafka: KafkaSettings) -> dict[str, object]:
+    return {**kafka.base_config(), "logger": KAFKA_LOG}
 
 
 def wait_for_partitions(consumer: Consumer, topic: str, stopped: Callable[[], bool],
@@ -67,13 +103,41 @@ def wait_for_partitions(consumer: Consumer, topic: str, stopped: Callable[[], bo
     return None
 
 
-def end_offsets(consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[int, int]:
+def end_offsets(consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
     """Current high watermark of each partition (a broker round trip, not the cache)."""
     return {
-        tp.partition: consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s,
-                                                     cached=False)[1]
+        (tp.topic, tp.partition): consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                                 timeout=timeout_s, cached=False)[1]
         for tp in partitions
     }
+
+
+def low_offsets(consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+    """Current low watermark (first offset held) of each partition."""
+    return {
+        (tp.topic, tp.partition): consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
+                                                                 timeout=timeout_s, cached=False)[0]
+        for tp in partitions
+    }
+
+
+def retrying(call: Callable[[], Any], stopped: Callable[[], bool], attempts: int | None = None) -> Any:
+    """`call()`, retried on Kafka errors (e.g. NOT_LEADER_FOR_PARTITION just after a topic was
+    created) with a growing delay; None if stopped or out of attempts."""
+    delay = 0.1
+    tried = 0
+    while not stopped():
+        try:
+            return call()
+        except KafkaException as error:
+            tried += 1
+            if attempts is not None and tried >= attempts:
+                log.warning("giving up after %d attempts: %s", tried, error)
+                return None
+            log.warning("retrying in %.1fs: %s", delay, error)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return None
 
 
 class PollThread:

@@ -68,12 +68,21 @@ class GatewayMetrics:
             "gateway_read_model_executions", "Executions held by the read model.", registry=r,
         )
         self.read_model_changes = Counter(
-            "gateway_read_model_state_changes", "State changes consumed, by whether they were applied or dropped "
-            "as not newer.", ["result"], registry=r,
+            "gateway_read_model_state_changes", "State changes consumed, by whether their summary was applied or "
+            "dropped as not newer (their lifecycle rows are kept either way).", ["result"], registry=r,
+        )
+        self.read_model_snapshots = Counter(
+            "gateway_read_model_snapshots", "execution-snapshots table rows consumed, by whether they were applied "
+            "or dropped as not newer.", ["result"], registry=r,
+        )
+        self.read_model_rebuilds = Counter(
+            "gateway_read_model_rebuilds", "Read-model stores built from the beginning of the topics at start-up: "
+            "new (no store in the state directory) or foreign (another cluster or topics, a recreated topic, "
+            "an unreadable store).", ["reason"], registry=r,
         )
         self.read_model_ready = Gauge(
-            "gateway_read_model_ready", "1 once the read model has caught up with the state-change topic.",
-            registry=r,
+            "gateway_read_model_ready", "1 once the read model has caught up with the state-change and snapshot "
+            "topics.", registry=r,
         )
         self.pending_commands = Gauge(
             "gateway_pending_commands", "Commands waiting for the processor's answer.", registry=r,

@@ -26,7 +26,7 @@ from pydantic import (
 
 from execution_domain.events import OrderEventType
 from execution_domain.execution_state import ExecutionState
-from execution_domain.policy import CriticalSells, OrderType, PartialFunding, TimeInForce
+from execution_domain.policy import CriticalSells, OnCriticalRejection, OrderType, PartialFunding, TimeInForce
 from execution_domain.proposal import GateDecisionValue, Side
 from execution_domain.ticket_state import TicketState
 
@@ -86,6 +86,10 @@ class ExecutionPolicyRequest(_Request):
     dry_run: StrictBool = False
     critical_sells: CriticalSells = CriticalSells.FUNDING
     partial_funding: PartialFunding = PartialFunding.SCALE_DOWN
+    on_critical_rejection: OnCriticalRejection = Field(
+        default=OnCriticalRejection.CANCEL_REMAINING,
+        description="When a critical rejection turns the execution REJECTED: CANCEL_REMAINING cancels the "
+                    "orders still working, LET_RUN lets them finish (their fills are still folded).")
 
 
 class GateReason(_Request):
@@ -230,6 +234,7 @@ class ExecutionPolicyView(_Response):
     dry_run: bool
     critical_sells: CriticalSells
     partial_funding: PartialFunding
+    on_critical_rejection: OnCriticalRejection
 
 
 class Lineage(_Response):
@@ -311,27 +316,53 @@ class _ExecutionHeader(_Response):
     dry_run: bool
     created_at: datetime
     updated_at: datetime
+    ticket_count: int
+    open_ticket_count: int = Field(description="Tickets not yet terminal: orders still working at the OMS, or "
+                                               "not yet released.")
+    is_complete: bool = Field(description="Every ticket is terminal (open_ticket_count = 0): the status is "
+                                          "final, except that a late fill may still be folded.")
+    lineage: Lineage
+
+
+class ExecutionLinks(_Response):
+    self: str = Field(description="This execution.")
+    events: str = Field(description="Its whole lifecycle log, paged (GET, ascending by seq).")
 
 
 class Execution(_ExecutionHeader):
-    """RFC §5.1 response and §5.2 body: summary, tickets with per-ticket status, lifecycle events."""
+    """RFC §5.1 response and §5.2 body: summary, tickets with per-ticket status, the most recent
+    lifecycle events (the whole log is paged at `links.events`)."""
 
     execution_policy: ExecutionPolicyView
     actor: ActorView
-    lineage: Lineage
     tickets: list[TicketView]
-    events: list[LifecycleEvent]
+    event_count: int = Field(description="Rows of the whole lifecycle log so far (the last row's seq).")
+    events: list[LifecycleEvent] = Field(
+        description="The most recent lifecycle rows (at most 50), ascending by seq; the answers of create and "
+                    "cancel carry none. The whole log: links.events.")
     anomaly_count: int
+    links: ExecutionLinks
 
 
 class ExecutionSummary(_ExecutionHeader):
-    ticket_count: int
-    lineage: Lineage
+    pass
 
 
 class ExecutionPage(_Response):
     items: list[ExecutionSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    limit: int
+
+
+class ExecutionEventPage(_Response):
+    """A page of an execution's lifecycle log, ascending by seq."""
+
+    execution_id: str
+    event_count: int = Field(description="Rows of the whole log so far.")
+    items: list[LifecycleEvent]
+    next: str | None = Field(description="The next page (GET), while more rows are held; null on the last. To "
+                                         "follow a log that is still growing, ask again with after_seq = the "
+                                         "last seq received.")
     limit: int
 
 

@@ -16,7 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from execution_domain.execution_state import ExecutionState
 from gateway import models
-from gateway.config import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT
+from gateway.config import DEFAULT_EVENTS_LIMIT, DEFAULT_LIST_LIMIT, MAX_EVENTS_LIMIT, MAX_LIST_LIMIT
 from gateway.cursor import MAX_CURSOR_LENGTH
 from gateway.problems import PROBLEM_CONTENT_TYPE, Problems
 from gateway.webhook import MAX_HEADER_LENGTH, SIGNATURE_HEADER
@@ -28,8 +28,8 @@ _REQUESTS: tuple[type[BaseModel], ...] = (
     models.CreateExecutionRequest, models.CancelExecutionRequest, models.OrderEventRequest,
 )
 _RESPONSES: tuple[type[BaseModel], ...] = (
-    models.Execution, models.ExecutionPage, models.CommandPending, models.CancelAccepted, models.EventAccepted,
-    models.Health, models.Problem,
+    models.Execution, models.ExecutionPage, models.ExecutionEventPage, models.CommandPending, models.CancelAccepted,
+    models.EventAccepted, models.Health, models.Problem,
 )
 
 
@@ -157,6 +157,8 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getExecution",
                 "summary": "An execution: summary, tickets with status, lifecycle events (RFC §5.2)",
+                "description": "The summary with its counters, every ticket, and the most recent lifecycle rows "
+                               "(at most 50); the whole log is paged at links.events.",
                 "security": _BEARER,
                 "parameters": [_EXECUTION_ID_PARAM, _CORRELATION_PARAM, *_TRACE_PARAMS],
                 "responses": {
@@ -166,6 +168,25 @@ def _paths() -> dict[str, Any]:
             },
         },
         "/rebalance/executions/{execution_id}/events": {
+            "get": {
+                "operationId": "listExecutionEvents",
+                "summary": "An execution's whole lifecycle log, paged, ascending by seq",
+                "security": _BEARER,
+                "parameters": [
+                    _EXECUTION_ID_PARAM,
+                    {"name": "after_seq", "in": "query", "required": False,
+                     "description": "Rows with seq > after_seq (0: from the first).",
+                     "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999, "default": 0}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_LIMIT,
+                                "default": DEFAULT_EVENTS_LIMIT}},
+                    _CORRELATION_PARAM, *_TRACE_PARAMS,
+                ],
+                "responses": {
+                    "200": _json(models.ExecutionEventPage, "A page of the log."),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            },
             "post": {
                 "operationId": "receiveOrderEvent",
                 "summary": "OMS webhook: one order event (RFC §5.4 option A)",

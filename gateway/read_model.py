@@ -1,205 +1,145 @@
-"""The read model behind the GETs: the latest snapshot of every execution, from the processor's
-execution-state-changes topic.
+"""The read model behind the GETs: every execution's summary, tickets and lifecycle log, kept in
+an embedded RocksDB store (`gateway.read_store`) under the state directory and fed from two
+topics of the processor:
 
-- A consumer assigned every partition from the beginning, `read_committed` (the processor
-  writes state changes in transactions; aborted ones are never seen), in a background thread.
-  It decodes each batch, keeps the newest change per execution, pre-renders the JSON bodies
-  and hands them to the asyncio loop, which alone owns the index: no locks.
-- A change whose `sequence` is not newer than the one held is dropped (a reprocessed or
-  duplicated change never moves an execution backwards).
-- Ready once it has consumed up to the end offsets captured at start-up; until then the
-  endpoints that read it answer 503.
-- `sync()` gives read-your-writes on a miss: it captures the current end offsets and waits
-  (bounded) until the consumer has passed them, so an execution whose create returned 201 is
-  found even if its state change was committed a moment before the GET.
+- `execution-snapshots` (the table: the latest SUMMARY of each execution, compacted), and
+- `execution-state-changes` (the stream: each change carries the header, the tickets it touched
+  and its own lifecycle rows).
 
-Each entry also keeps its execution's origin: the create's correlation id and W3C trace context
+One consumer, assigned every partition of both (no group), `read_committed` (the processor
+writes both in transactions; aborted records are never seen), in a background thread. It decodes
+a batch, folds it into the store and writes the batch together with the offsets it reached in
+one RocksDB WriteBatch. A restart on the same state directory resumes from those offsets; a
+missing, unreadable or foreign store (another cluster, other topic names, a recreated topic, or
+offsets past a topic's end) is rebuilt from the beginning of both topics.
+
+- Ready once it has consumed up to the end offsets captured at start-up (resumed or rebuilt);
+  until then the endpoints that read it answer 503.
+- `sync()` gives read-your-writes: it captures the current end offsets of the state-change topic
+  and waits (bounded) until the consumer has passed them and written what it read, so an
+  execution whose create returned 201 (its state change is committed with the result) is found.
+- Memory does not grow with the number of executions or the length of their logs: RocksDB keeps
+  them on disk with a bounded block cache and memtables; a batch holds at most one poll's records.
+
+The store also keeps each execution's origin: the create's correlation id and W3C trace context
 (the `correlation_id` field and the `traceparent` / `tracestate` headers of the change with
 sequence 1; failing that, the correlation id of a change an order event caused, which the
-processor sets to the create's). The webhook puts them on the order events it publishes, so a
-create's correlation id and trace reach its fills.
-
-The list order is newest first: `created_at` descending, then `execution_id` descending. The key
-never changes for an execution, so keyset paging with a cursor holding the last key returns
-every matching execution exactly once while new executions arrive.
+processor sets to the create's). The webhook puts them on the order events it publishes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
+import fcntl
 import logging
+import os
 import queue
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from gateway.cursor import Cursor
-from gateway.kafka_io import PollThread, assign_only_consumer_config, end_offsets, wait_for_partitions
+from gateway.kafka_io import (
+    PollThread,
+    admin_config,
+    assign_only_consumer_config,
+    end_offsets,
+    low_offsets,
+    retrying,
+    wait_for_partitions,
+)
 from gateway.metrics import GatewayMetrics
-from gateway.views import execution_view, summary_view
+from gateway.read_store import FORMAT, ExecutionHead, ReadStore, StoreError, UnusableRecord, origin_of
+from kafka_client.records import decode_value
 from kafka_client.settings import KafkaSettings
 from observability.tracing import TRACEPARENT_HEADER, TRACESTATE_HEADER
 from wire import formats
 from wire.errors import DecodeError
-from wire.views import ExecutionView
 
 log = logging.getLogger(__name__)
 
 _OFFSET_BEGINNING = -2
+_TRACE_NAMES = (TRACEPARENT_HEADER, TRACESTATE_HEADER)
+_BATCH = 2000  # records per poll, folded and written as one RocksDB batch
 
 
-def micros(value: datetime) -> int:
-    return int(value.timestamp()) * 1_000_000 + value.microsecond
+class StateDirError(RuntimeError):
+    """The state directory cannot be used (in use by another gateway, not writable)."""
 
 
-TraceHeaders = tuple[tuple[str, bytes], ...]
+class StateDir:
+    """The gateway's state directory, locked for this process. Without a path: a temporary
+    directory removed at close (the read model is then rebuilt at every start)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.temporary = path is None
+        self.path = Path(tempfile.mkdtemp(prefix="gateway-state-")) if path is None else path
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / "gateway.lock", "a+")  # noqa: SIM115 - held until close
+        except OSError as error:
+            raise StateDirError(f"cannot use {self.path}: {error.strerror or error}") from None
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise StateDirError(f"{self.path} is in use by another gateway process; give each instance its "
+                                f"own state directory") from None
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"{os.getpid()}\n")
+        self._lock.flush()
+
+    def close(self) -> None:
+        self._lock.close()  # releases the lock
+        if self.temporary:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 @dataclass(frozen=True, slots=True)
-class Origin:
-    """What the execution's create carried: its correlation id and trace context headers."""
+class Progress:
+    """What one poll did, for the loop thread."""
 
-    correlation_id: str | None = None
-    trace_headers: TraceHeaders = ()
-    from_create: bool = False  # taken from the create's own state change (else inferred)
-
-
-NO_ORIGIN = Origin()
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionEntry:
-    """What the read model holds per execution: its newest snapshot, rendered."""
-
-    execution_id: str
-    sequence: int
-    created_us: int
-    proposal_id: str
-    status: str
-    ticket_ids: frozenset[str]
-    body: bytes  # the Execution JSON body
-    summary: dict[str, Any]  # the ExecutionSummary
-    origin: Origin = NO_ORIGIN
-
-    @property
-    def key(self) -> tuple[int, str]:
-        return (self.created_us, self.execution_id)
-
-
-def origin_of(change: dict[str, Any], headers: Any = None) -> Origin | None:
-    """The origin a state change tells, if it tells one."""
-    if change["sequence"] == 1:
-        trace = tuple((name, bytes(value)) for name, value in headers or ()
-                      if name in (TRACEPARENT_HEADER, TRACESTATE_HEADER) and value is not None)
-        return Origin(change.get("correlation_id"), trace, from_create=True)
-    if (change.get("cause") or {}).get("kind") == "ORDER_EVENT" and change.get("correlation_id"):
-        return Origin(change["correlation_id"])
-    return None
-
-
-def entry_from_change(change: dict[str, Any], origin: Origin | None = None) -> ExecutionEntry:
-    """Render a decoded ExecutionStateChange."""
-    snapshot = change["execution"]
-    return ExecutionEntry(
-        execution_id=change["execution_id"],
-        sequence=change["sequence"],
-        created_us=micros(snapshot["created_at"]),
-        proposal_id=snapshot["proposal_id"],
-        status=snapshot["status"],
-        ticket_ids=frozenset(t["ticket"]["ticket_id"] for t in snapshot["tickets"]),
-        body=orjson.dumps(execution_view(snapshot)),
-        summary=summary_view(snapshot),
-        origin=origin or origin_of(change) or NO_ORIGIN,
-    )
-
-
-class ExecutionIndex:
-    """The latest entry per execution, ordered by (created_at, execution_id); loop-thread only."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, ExecutionEntry] = {}
-        self._keys: list[tuple[int, str]] = []  # ascending; pages walk it from the end
-        self._by_proposal: dict[str, list[tuple[int, str]]] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, execution_id: str) -> ExecutionEntry | None:
-        return self._entries.get(execution_id)
-
-    def apply(self, entry: ExecutionEntry) -> bool:
-        """Keep `entry` if it is newer than what is held; False if it was dropped."""
-        held = self._entries.get(entry.execution_id)
-        if held is not None:
-            if entry.sequence <= held.sequence:
-                return False
-            if held.origin.from_create or (held.origin != NO_ORIGIN and entry.origin == NO_ORIGIN):
-                entry = replace(entry, origin=held.origin)  # the create's origin outlives later changes
-            self._entries[entry.execution_id] = entry
-            return True
-        self._entries[entry.execution_id] = entry
-        bisect.insort(self._keys, entry.key)
-        bisect.insort(self._by_proposal.setdefault(entry.proposal_id, []), entry.key)
-        return True
-
-    def page(
-        self,
-        *,
-        limit: int,
-        after: Cursor | None = None,
-        proposal_id: str | None = None,
-        status: str | None = None,
-        from_us: int | None = None,
-        to_us: int | None = None,
-    ) -> tuple[list[ExecutionEntry], Cursor | None]:
-        """Up to `limit` matching entries, newest first, strictly after `after`; and the cursor of
-        the next page (None when nothing matches beyond this page)."""
-        keys = self._keys if proposal_id is None else self._by_proposal.get(proposal_id, [])
-        high = len(keys)
-        if to_us is not None:  # created_at < to
-            high = min(high, bisect.bisect_left(keys, (to_us, "")))
-        if after is not None:  # strictly before the cursor's key in list order
-            high = min(high, bisect.bisect_left(keys, (after.created_us, after.execution_id)))
-        found: list[ExecutionEntry] = []
-        for index in range(high - 1, -1, -1):
-            created_us, execution_id = keys[index]
-            if from_us is not None and created_us < from_us:
-                break
-            entry = self._entries[execution_id]
-            if status is not None and entry.status != status:
-                continue
-            found.append(entry)
-            if len(found) > limit:
-                break
-        if len(found) > limit:
-            last = found[limit - 1]
-            return found[:limit], Cursor(last.created_us, last.execution_id)
-        return found, None
-
-    def __iter__(self) -> Iterator[ExecutionEntry]:
-        return iter(self._entries.values())
+    changes: tuple[int, int] = (0, 0)  # state changes (applied, not newer)
+    snapshots: tuple[int, int] = (0, 0)  # table rows (applied, not newer)
 
 
 class ReadModel:
-    def __init__(self, kafka: KafkaSettings, topic: str, client_id: str, metrics: GatewayMetrics) -> None:
+    def __init__(self, kafka: KafkaSettings, state_changes_topic: str, snapshots_topic: str, client_id: str,
+                 metrics: GatewayMetrics, state_dir: Path | None = None) -> None:
+        self._kafka = kafka
         self._config = assign_only_consumer_config(kafka, client_id)
-        self._topic = topic
-        self._codec = formats.value_codec("execution-state-changes", topic)  # either framing (wire.formats)
+        self._changes_topic = state_changes_topic
+        self._snapshots_topic = snapshots_topic
+        self._change_codec = formats.value_codec("execution-state-changes", state_changes_topic)
+        self._snapshot_codec = formats.value_codec("execution-snapshots", snapshots_topic)
         self._metrics = metrics
-        self.index = ExecutionIndex()
-        self.ready = False  # set on the loop, after the start-up backlog is applied
+        self._state = StateDir(state_dir)
+        try:
+            self.store = ReadStore(self._state.path / "read-model")
+        except StoreError as error:
+            self._state.close()
+            raise StateDirError(str(error)) from None
+        self.ready = False  # set on the loop, after the start-up backlog is written
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: PollThread | None = None
         self._sync_requests: queue.SimpleQueue[asyncio.Future[bool]] = queue.SimpleQueue()
-        self._views: dict[str, ExecutionView] = {}  # consumer thread only
+        self.loaded_in_s: float | None = None  # start to ready
+
+    @property
+    def state_path(self) -> Path:
+        return self._state.path
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._started = time.monotonic()
         self._thread = PollThread("gateway-read-model", self._run)
         self._thread.start()
 
@@ -207,11 +147,26 @@ class ReadModel:
     def healthy(self) -> bool:
         return self._thread is not None and self._thread.alive
 
-    def get(self, execution_id: str) -> ExecutionEntry | None:
-        return self.index.get(execution_id)
+    # -- queries (loop thread) ------------------------------------------------------------------
+
+    def get(self, execution_id: str) -> ExecutionHead | None:
+        return self.store.head(execution_id)
+
+    def has_ticket(self, execution_id: str, ticket_id: str) -> bool:
+        return self.store.has_ticket(execution_id, ticket_id)
+
+    def execution(self, execution_id: str, recent: int) -> tuple[ExecutionHead, list[bytes], list[bytes]] | None:
+        return self.store.execution(execution_id, recent)
+
+    def events(self, execution_id: str, after_seq: int, limit: int) -> tuple[list[bytes], bool] | None:
+        return self.store.events(execution_id, after_seq, limit)
+
+    def page(self, **query: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
+        return self.store.page(**query)
 
     async def sync(self, timeout_s: float) -> bool:
-        """Wait until everything committed to the topic before this call is applied (bounded)."""
+        """Wait until everything committed to the state-change topic before this call is in the
+        store (bounded)."""
         if not self.ready or self._loop is None or not self.healthy:
             return False
         reached: asyncio.Future[bool] = self._loop.create_future()
@@ -221,120 +176,178 @@ class ReadModel:
         except TimeoutError:
             return False
 
-    async def lookup(self, execution_id: str, sync_timeout_s: float) -> ExecutionEntry | None:
-        """The entry, syncing once on a miss (read-your-writes)."""
-        entry = self.index.get(execution_id)
-        if entry is None and await self.sync(sync_timeout_s):
-            entry = self.index.get(execution_id)
-        return entry
+    async def lookup(self, execution_id: str, sync_timeout_s: float) -> ExecutionHead | None:
+        """The execution's head, syncing once on a miss (read-your-writes)."""
+        head = self.store.head(execution_id)
+        if head is None and await self.sync(sync_timeout_s):
+            head = self.store.head(execution_id)
+        return head
 
-    # -- loop side -----------------------------------------------------------------------
+    # -- loop side ------------------------------------------------------------------------------
 
-    def _deliver(self, entries: list[ExecutionEntry], caught_up: bool, synced: list[asyncio.Future[bool]]) -> None:
-        applied = dropped = 0
-        for entry in entries:
-            if self.index.apply(entry):
-                applied += 1
-            else:
-                dropped += 1
-        if applied:
-            self._metrics.read_model_changes.labels("applied").inc(applied)
-        if dropped:
-            self._metrics.read_model_changes.labels("dropped").inc(dropped)
-        self._metrics.read_model_executions.set(len(self.index))
+    def _deliver(self, progress: Progress, caught_up: bool, synced: list[asyncio.Future[bool]]) -> None:
+        metrics = self._metrics
+        for result, count in zip(("applied", "dropped"), progress.changes, strict=True):
+            if count:
+                metrics.read_model_changes.labels(result).inc(count)
+        for result, count in zip(("applied", "dropped"), progress.snapshots, strict=True):
+            if count:
+                metrics.read_model_snapshots.labels(result).inc(count)
+        metrics.read_model_executions.set(self.store.count())
         if caught_up and not self.ready:
             self.ready = True
-            self._metrics.read_model_ready.set(1)
-            log.info("read model caught up: %d executions", len(self.index))
+            self.loaded_in_s = time.monotonic() - self._started
+            metrics.read_model_ready.set(1)
+            log.info("read model caught up in %.1fs: %d executions (store %s)", self.loaded_in_s,
+                     self.store.count(), self.store.path)
         for future in synced:
             if not future.done():
                 future.set_result(True)
 
-    # -- consumer thread -----------------------------------------------------------------
+    # -- consumer thread ------------------------------------------------------------------------
 
-    def _run(self, stopped: Any) -> None:
+    def _identity(self) -> dict[str, Any]:
+        """What the store must have been built from to be resumed: this layout, the cluster and the
+        topics (names, and ids where the broker tells them: a recreated topic has a new id)."""
+        admin = AdminClient(admin_config(self._kafka))  # type: ignore[arg-type]
+        topics = [self._changes_topic, self._snapshots_topic]
+        ids: dict[str, str | None] = dict.fromkeys(topics)
+        cluster_id = None
+        try:
+            cluster_id = admin.describe_cluster(request_timeout=10).result().cluster_id
+            for name, future in admin.describe_topics(TopicCollection(topics), request_timeout=10).items():
+                ids[name] = str(future.result().topic_id)
+        except KafkaException as error:  # an older broker: names only
+            log.info("cluster or topic ids not available (%s); the store is matched by topic names", error)
+        return {"format": FORMAT, "cluster_id": cluster_id, "topics": ids}
+
+    def _start_offsets(self, consumer: Consumer, partitions: list[TopicPartition],
+                       ends: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """Where to start reading each partition: the store's offsets when it can be resumed, else
+        nothing (the store is rebuilt from the beginning of both topics)."""
+        identity = self._identity()
+        held = self.store.identity()
+        stored = self.store.offsets()
+        reason = None
+        if held is None:
+            reason = "new store"
+        elif held != identity:
+            reason = f"the store was built from {held}, the topics are {identity}"
+        else:
+            foreign = [f"{topic}[{p}]@{offset}" for (topic, p), offset in stored.items()
+                       if (topic, p) not in ends or offset > ends[(topic, p)]]
+            if foreign:
+                reason = f"offsets past the topics' end or of partitions that no longer exist: {', '.join(foreign)}"
+        if reason is not None:
+            self.store.reset(identity, reason)
+            self._metrics.read_model_rebuilds.labels("new" if held is None else "foreign").inc()
+            log.info("read model: building the store %s from the beginning of the topics (%s)", self.store.path,
+                     reason)
+            return {}
+        lows = low_offsets(consumer, partitions)
+        for key, offset in stored.items():
+            if offset < lows.get(key, 0):
+                log.warning("read model: %s[%d] records %d to %d were deleted (retention) before this gateway "
+                            "read them", key[0], key[1], offset, lows[key] - 1)
+        log.info("read model: resuming the store %s (%d executions) from offsets %s", self.store.path,
+                 self.store.count(), stored)
+        return stored
+
+    def _run(self, stopped: Callable[[], bool]) -> None:
         consumer = Consumer(self._config)
         loop = self._loop
         assert loop is not None
         try:
-            partitions = wait_for_partitions(consumer, self._topic, stopped)
-            if partitions is None:
+            changes = wait_for_partitions(consumer, self._changes_topic, stopped)
+            snapshots = wait_for_partitions(consumer, self._snapshots_topic, stopped)
+            if changes is None or snapshots is None:
                 return
-            startup_ends = end_offsets(consumer, partitions)
-            consumer.assign([TopicPartition(self._topic, tp.partition, _OFFSET_BEGINNING) for tp in partitions])
-            lows = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10, cached=False)[0] for tp in partitions}
-            log.info("read model loading %s up to offsets %s", self._topic, startup_ends)
+            partitions = changes + snapshots
+            startup_ends = retrying(lambda: end_offsets(consumer, partitions), stopped)
+            if startup_ends is None:
+                return
+            start = self._start_offsets(consumer, partitions, startup_ends)
+            lows = retrying(lambda: low_offsets(consumer, partitions), stopped)
+            if lows is None:
+                return
+            consumer.assign([TopicPartition(tp.topic, tp.partition, start.get((tp.topic, tp.partition), _OFFSET_BEGINNING))
+                             for tp in partitions])
+            log.info("read model loading %s and %s up to offsets %s", self._changes_topic, self._snapshots_topic,
+                     startup_ends)
+            # Where the store is: the offsets written with the last batch (a partition not read
+            # from yet: its low watermark, where reading it starts).
+            written = {key: max(low, start.get(key, 0)) for key, low in lows.items()}
             caught_up = False
-            waiting: list[tuple[dict[int, int], asyncio.Future[bool]]] = []
-
-            def progress(entries: list[ExecutionEntry]) -> None:
-                nonlocal caught_up, waiting
-                positions = {
-                    tp.partition: (tp.offset if tp.offset >= 0 else lows[tp.partition])
-                    for tp in consumer.position(partitions)
-                }
-                newly_caught_up = not caught_up and _reached(positions, startup_ends)
-                caught_up = caught_up or newly_caught_up
-                synced = [future for targets, future in waiting if _reached(positions, targets)]
-                # Drop the answered and the given-up (timed out: cancelled) waits.
-                waiting = [(t, f) for t, f in waiting if f not in synced and not f.cancelled()]
-                if entries or newly_caught_up or synced:
-                    # Queued after every earlier batch: a sync resolves only once what it waited for is applied.
-                    loop.call_soon_threadsafe(self._deliver, entries, caught_up, synced)
-
+            waiting: list[tuple[dict[tuple[str, int], int], asyncio.Future[bool]]] = []
             while not stopped():
                 requests = _drain(self._sync_requests)
                 if requests:
-                    targets = end_offsets(consumer, partitions)
+                    targets = retrying(lambda: end_offsets(consumer, changes), stopped, attempts=3) or {}
                     waiting.extend((targets, future) for future in requests)
-                    progress([])  # already there: answer without waiting for the next fetch
-                progress(self._decode(consumer.consume(1000, timeout=0.02)))
+                progress = self._fold(consumer.consume(_BATCH, timeout=0.02), consumer, partitions, written)
+                newly_caught_up = not caught_up and _reached(written, startup_ends)
+                caught_up = caught_up or newly_caught_up
+                synced = [future for targets, future in waiting if _reached(written, targets)]
+                # Drop the answered and the given-up (timed out: cancelled) waits.
+                waiting = [(t, f) for t, f in waiting if f not in synced and not f.cancelled()]
+                if progress is not None or newly_caught_up or synced:
+                    loop.call_soon_threadsafe(self._deliver, progress or Progress(), caught_up, synced)
         finally:
             consumer.close()
 
-    def _decode(self, messages: list[Any]) -> list[ExecutionEntry]:
-        newest: dict[str, dict[str, Any]] = {}
-        origins: dict[str, Origin] = {}
-        views = self._views
+    def _fold(self, messages: list[Any], consumer: Consumer, partitions: list[TopicPartition],
+              written: dict[tuple[str, int], int]) -> Progress | None:
+        """Fold a poll's records into the store and write them with the offsets reached; None when
+        nothing moved."""
+        batch = self.store.batch()
+        applied = dropped = rows_applied = rows_dropped = 0
         for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("state-change consumer error: %s", error)
+                    log.warning("read-model consumer error: %s", error)
                 continue
+            topic = message.topic()
             try:
-                change = self._codec.decode(message.value(), topic=message.topic(),
-                                              partition=message.partition(), offset=message.offset())
+                if topic == self._changes_topic:
+                    change = decode_value(self._change_codec, message)
+                    origin = origin_of(change, message.headers(), _TRACE_NAMES)
+                    if batch.apply_change(change, origin):
+                        applied += 1
+                    else:
+                        dropped += 1
+                else:
+                    row = decode_value(self._snapshot_codec, message)
+                    if batch.apply_snapshot(row):
+                        rows_applied += 1
+                    else:
+                        rows_dropped += 1
             except DecodeError as undecodable:
-                log.error("skipping undecodable state change: %s", undecodable,
-                          extra={"topic": message.topic(), "partition": message.partition(),
-                                 "offset": message.offset()})
-                continue
-            execution_id = change["execution_id"]
-            # A change carries only what changed: fold it into the execution's view (wire.views).
-            view = views.get(execution_id)
-            if view is None:
-                view = views[execution_id] = ExecutionView(execution_id)
-            if view.apply_change(change):
-                newest[execution_id] = {**change, "execution": view.snapshot()}
-            origin = origin_of(change, message.headers())
-            if origin is not None and (origin.from_create or execution_id not in origins):
-                origins[execution_id] = origin
-        entries = []
-        for change in newest.values():
-            try:
-                entries.append(entry_from_change(change, origins.get(change["execution_id"])))
-            except (KeyError, ValueError, TypeError) as unusable:  # never stop the feed on one record
-                log.error("skipping unusable state change: %s", unusable, extra={"execution_id": change["execution_id"]})
-        return entries
+                log.error("skipping an undecodable record: %s", undecodable,
+                          extra={"topic": topic, "partition": message.partition(), "offset": message.offset()})
+            except (UnusableRecord, KeyError, ValueError, TypeError) as unusable:  # never stop the feed on one record
+                log.error("skipping an unusable record: %r", unusable,
+                          extra={"topic": topic, "partition": message.partition(), "offset": message.offset()})
+        positions = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(partitions) if tp.offset >= 0}
+        moved = {key: offset for key, offset in positions.items() if written.get(key) != offset}
+        if not moved and not len(batch):
+            return None
+        batch.commit(moved)
+        written.update(moved)
+        return Progress((applied, dropped), (rows_applied, rows_dropped))
 
     def close(self) -> None:
         if self._thread is not None:
             self._thread.stop()
+            if self._thread.alive:  # never close the store under a thread still writing it
+                log.error("read-model thread did not stop; leaving its store open")
+                return
+        self.store.close()
+        self._state.close()
 
 
-def _reached(positions: dict[int, int], targets: dict[int, int]) -> bool:
-    return all(positions.get(partition, 0) >= target for partition, target in targets.items())
+def _reached(positions: dict[tuple[str, int], int], targets: dict[tuple[str, int], int]) -> bool:
+    return all(positions.get(key, 0) >= target for key, target in targets.items())
 
 
 def _drain(requests: queue.SimpleQueue[Any]) -> list[Any]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from gateway.kafka_io import PollThread, assign_only_consumer_config, end_offsets, wait_for_partitions
+from gateway.kafka_io import PollThread, assign_only_consumer_config, end_offsets, retrying, wait_for_partitions
+from kafka_client.records import decode_value
 from kafka_client.settings import KafkaSettings
 from wire import formats
 from wire.errors import DecodeError
@@ -68,8 +69,10 @@ class ResultWaiter:
             partitions = wait_for_partitions(consumer, self._topic, stopped)
             if partitions is None:
                 return
-            ends = end_offsets(consumer, partitions)
-            consumer.assign([TopicPartition(self._topic, p, offset) for p, offset in ends.items()])
+            ends = retrying(lambda: end_offsets(consumer, partitions), stopped)
+            if ends is None:
+                return
+            consumer.assign([TopicPartition(topic, p, offset) for (topic, p), offset in ends.items()])
             log.info("waiting for command results on %s from offsets %s", self._topic, ends)
             self.ready = True
             loop = self._loop
@@ -86,8 +89,7 @@ class ResultWaiter:
                     if command_id not in self._pending:
                         continue  # another instance's command, or one that timed out here
                     try:
-                        record = self._codec.decode(message.value(), topic=message.topic(),
-                                                partition=message.partition(), offset=message.offset())
+                        record = decode_value(self._codec, message)
                     except DecodeError as undecodable:
                         log.error("undecodable command result: %s", undecodable, extra={"command_id": command_id})
                         continue

@@ -1,13 +1,17 @@
-"""An in-memory stand-in for the gateway's Kafka side, for fast tests of the HTTP layer:
-commands are decoded and answered by a scripted processor, the read model is a real
-`ExecutionIndex` filled from wire example snapshots."""
+"""A stand-in for the gateway's Kafka side, for fast tests of the HTTP layer: commands are
+decoded and answered by a scripted processor, the read model is a real `ReadStore` (RocksDB in a
+temporary directory) filled with wire example state changes."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import shutil
+import tempfile
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -15,9 +19,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.auth import Scope, TokenEntry, token_digest
 from gateway.config import GatewayConfig
+from gateway.cursor import Cursor
 from gateway.models import Problem
 from gateway.problems import PROBLEM_BASE
-from gateway.read_model import ExecutionEntry, ExecutionIndex, entry_from_change
+from gateway.read_store import ExecutionHead, Origin, ReadStore, origin_of
 from kafka_client.settings import KafkaSettings
 from wire import examples, serde
 from wire.topics import TopicNames
@@ -77,10 +82,6 @@ def state_change(execution_id: str, sequence: int = 1, **snapshot_options: Any) 
                         topic="t", partition=0, offset=0)
 
 
-def entry(execution_id: str, sequence: int = 1, **snapshot_options: Any) -> ExecutionEntry:
-    return entry_from_change(state_change(execution_id, sequence, **snapshot_options))
-
-
 class FakePublisher:
     healthy = True
     fatal_error = None
@@ -134,20 +135,54 @@ class FakeResults:
 
 
 class FakeReadModel:
+    """The read model's queries over a real store, filled by the test (`apply`)."""
+
     healthy = True
 
     def __init__(self) -> None:
-        self.index = ExecutionIndex()
+        path = Path(tempfile.mkdtemp(prefix="gateway-fake-read-model-"))
+        self.store = ReadStore(path, cache_bytes=1 << 20, write_buffer_bytes=1 << 20)
         self.ready = True
+        weakref.finalize(self, _discard, self.store, path)
 
-    def get(self, execution_id: str) -> ExecutionEntry | None:
-        return self.index.get(execution_id)
+    def apply(self, *changes: dict[str, Any], origin: Origin | None = None) -> None:
+        """Fold decoded state changes (each with its own origin unless one is given) and write them."""
+        batch = self.store.batch()
+        for change in changes:
+            batch.apply_change(change, origin or origin_of(change))
+        batch.commit({})
+
+    def apply_snapshot(self, *rows: dict[str, Any]) -> None:
+        batch = self.store.batch()
+        for row in rows:
+            batch.apply_snapshot(row)
+        batch.commit({})
+
+    def get(self, execution_id: str) -> ExecutionHead | None:
+        return self.store.head(execution_id)
+
+    def has_ticket(self, execution_id: str, ticket_id: str) -> bool:
+        return self.store.has_ticket(execution_id, ticket_id)
+
+    def execution(self, execution_id: str, recent: int) -> tuple[ExecutionHead, list[bytes], list[bytes]] | None:
+        return self.store.execution(execution_id, recent)
+
+    def events(self, execution_id: str, after_seq: int, limit: int) -> tuple[list[bytes], bool] | None:
+        return self.store.events(execution_id, after_seq, limit)
+
+    def page(self, **query: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
+        return self.store.page(**query)
 
     async def sync(self, timeout_s: float) -> bool:
         return True
 
-    async def lookup(self, execution_id: str, sync_timeout_s: float) -> ExecutionEntry | None:
-        return self.index.get(execution_id)
+    async def lookup(self, execution_id: str, sync_timeout_s: float) -> ExecutionHead | None:
+        return self.store.head(execution_id)
+
+
+def _discard(store: ReadStore, path: Path) -> None:
+    store.close()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class FakeBackend:
@@ -168,3 +203,60 @@ def run(app: web.Application, scenario: Callable[[TestClient], Awaitable[Any]]) 
         async with TestClient(TestServer(app)) as client:
             return await scenario(client)
     return asyncio.run(main())
+
+
+# -- state changes and table rows of real executions -----------------------------------------------
+
+
+def _round_trip(schema: str, record: dict[str, Any]) -> dict[str, Any]:
+    return serde.decode(schema, serde.encode(schema, record), topic="t", partition=0, offset=0)
+
+
+def execution_records(execution_id: str, sample: str = "sgd_multi_currency", *,
+                      scripts: dict[str, list[Any]] | None = None,
+                      policy: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """An execution driven by the domain against the mock OMS until quiet, as the processor
+    publishes it: its state changes (DELTA, one per log entry, in sequence order) and, after each,
+    the execution-snapshots row (SUMMARY) a commit at that point would write. Decoded."""
+    from execution_domain.policy import ExecutionPolicy
+    from mock_oms.provider import MockExecutionProvider
+    from testkit.domain import POLICY, T0, drive, new_execution
+    from wire.records import snapshot_record, state_change_record
+
+    created = new_execution(sample, policy if isinstance(policy, ExecutionPolicy) else POLICY, execution_id)
+    mock = MockExecutionProvider(clock_start=T0 + timedelta(minutes=1))
+    for ticket_id, steps in (scripts or {}).items():
+        mock.script(ticket_id, *steps)
+    _, outcomes = drive(created, mock)
+    changes: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        entry = outcome.entry
+        if entry is None:
+            continue
+        changes.append(_round_trip("ExecutionStateChange", state_change_record(
+            change_id=f"{execution_id}/{entry.seq}", sequence=entry.seq, occurred_at=entry.recorded_at,
+            correlation_id="corr-create" if entry.seq == 1 else None, cause_kind="COMMAND", cause_id=f"c{entry.seq}",
+            outcome=outcome)))
+        rows.append(_round_trip("ExecutionSnapshot", snapshot_record(outcome.execution, content="SUMMARY")))
+    return changes, rows
+
+
+def row(seq: int, second: int = 0) -> dict[str, Any]:
+    """A lifecycle row (LifecycleEvent record) numbered `seq`."""
+    return {"seq": seq, "kind": "ORDER_EVENT", "ticket_id": examples.ticket_id("oi_sell_1"),
+            "event_type": "PARTIAL_FILL", "event_id": f"rpt-{seq}", "from_state": "PARTIAL_FILL",
+            "to_state": "PARTIAL_FILL", "reason": None, "occurred_at": examples.T0 + timedelta(seconds=second or seq)}
+
+
+def long_log(execution_id: str, rows: int) -> list[dict[str, Any]]:
+    """State changes of one execution whose log has `rows` rows: the example creation (rows 1..3),
+    then one change per further row, each carrying only its row."""
+    first = state_change(execution_id, 1)
+    changes = [first]
+    for seq in range(4, rows + 1):
+        change = copy.deepcopy(first)
+        change.update(change_id=f"{execution_id}/{seq - 2}", sequence=seq - 2)
+        change["execution"].update(tickets=[], events=[row(seq)], event_count=seq, last_sequence=seq - 2)
+        changes.append(change)
+    return changes

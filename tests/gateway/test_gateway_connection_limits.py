@@ -14,13 +14,13 @@ import requests
 
 from gateway.webhook import signature_header
 from testkit.gateway import GIVE_UP_S, LiveGateway, all_closed_by_server, connect, read_until_closed
-from testkit.gateway_fakes import AUTH, SECRET, FakeBackend, config, entry
+from testkit.gateway_fakes import AUTH, SECRET, FakeBackend, config, state_change
 
 
 @pytest.fixture
 def gateway() -> Iterator[LiveGateway]:
     backend = FakeBackend()
-    backend.read_model.index.apply(entry("exec_l1"))
+    backend.read_model.apply(state_change("exec_l1"))
     live = LiveGateway(config(max_connections=8, header_timeout_s=1.0, body_timeout_s=1.0), backend=backend)
     try:
         yield live

@@ -25,7 +25,6 @@ from testkit.gateway_fakes import (
     assert_problem,
     bearer,
     config,
-    entry,
     run,
     state_change,
 )
@@ -249,7 +248,7 @@ def cancel(answer: Any, known: bool = True, body: Any = CANCEL, token: str = TOK
            **options: Any) -> tuple[int, dict[str, Any], FakeBackend]:
     backend = FakeBackend(answer)
     if known:
-        backend.read_model.index.apply(entry("exec_c1"))
+        backend.read_model.apply(state_change("exec_c1"))
 
     async def scenario(client: TestClient) -> tuple[int, dict[str, Any]]:
         response = await client.post("/rebalance/executions/exec_c1/cancel", json=body, headers=bearer(token))
@@ -373,7 +372,7 @@ def test_read_only_token_may_read_but_not_create_or_cancel() -> None:
                 for path in ("/rebalance/executions", "/rebalance/executions/exec_c1", "/openapi.json")]
 
     backend = FakeBackend()
-    backend.read_model.index.apply(entry("exec_c1"))
+    backend.read_model.apply(state_change("exec_c1"))
     assert run(create_app(config(), backend=backend), scenario) == [200, 200, 200]
 
 

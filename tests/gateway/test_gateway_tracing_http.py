@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from multidict import CIMultiDict
 from gateway import logging_context
 from gateway.app import create_app
 from gateway.metrics import GatewayMetrics
-from gateway.read_model import ExecutionIndex, Origin, ReadModel, entry_from_change
+from gateway.read_model import ReadModel
+from gateway.read_store import Origin
 from gateway.webhook import signature_header
 from kafka_client.settings import KafkaSettings
 from testkit.gateway_fakes import AUTH, SECRET, FakeBackend, config, run, state_change
@@ -101,7 +103,7 @@ def event(**changes: Any) -> bytes:
 
 def deliver(origin: Origin, headers: dict[str, str]) -> tuple[int, FakeBackend, CIMultiDict[str]]:
     backend = FakeBackend()
-    backend.read_model.index.apply(entry_from_change(state_change("exec_t1"), origin))
+    backend.read_model.apply(state_change("exec_t1"), origin=origin)
     raw = event(event_id="rpt-t1")
 
     async def scenario(client: TestClient) -> tuple[int, CIMultiDict[str]]:
@@ -145,7 +147,7 @@ def test_webhook_for_an_execution_of_unknown_origin_uses_the_calls_own_ids() -> 
 
 
 class Message:
-    """What the read model's consumer reads from confluent-kafka, for `_decode`."""
+    """What the read model's consumer reads from confluent-kafka, for `_fold`."""
 
     def __init__(self, change: dict[str, Any], headers: list[tuple[str, bytes]] | None = None) -> None:
         from wire import serde
@@ -172,30 +174,42 @@ class Message:
         return 0
 
 
+class NoPositions:
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return []
+
+
 def change(execution_id: str, sequence: int, correlation_id: str | None, cause: str = "COMMAND") -> dict[str, Any]:
     record = dict(state_change(execution_id, sequence))
     record.update(correlation_id=correlation_id, cause={"kind": cause, "id": f"c{sequence}"})
     return record
 
 
-def test_read_model_keeps_the_creates_correlation_id_and_trace_through_later_changes() -> None:
-    model = ReadModel(KafkaSettings("127.0.0.1:1"), "t", "c", metrics=GatewayMetrics())
-    index = ExecutionIndex()
+@pytest.fixture
+def model() -> Iterator[ReadModel]:
+    built = ReadModel(KafkaSettings("127.0.0.1:1"), "execution-state-changes", "execution-snapshots", "c",
+                      metrics=GatewayMetrics())  # a temporary state directory, removed by close()
+    yield built
+    built.close()
+
+
+def fold(model: ReadModel, *messages: Message) -> None:
+    model._fold(list(messages), NoPositions(), [], {})  # noqa: SLF001 - the consumer thread's step, without Kafka
+
+
+def test_read_model_keeps_the_creates_correlation_id_and_trace_through_later_changes(model: ReadModel) -> None:
     create_headers = [("correlation_id", b"corr-a"), ("traceparent", CREATE_TRACEPARENT.encode())]
-    first_batch = model._decode([Message(change("exec_a", 1, "corr-a"), create_headers),
-                                 Message(change("exec_a", 2, "corr-cancel", "COMMAND"))])  # one batch, collapsed
-    for built in first_batch:
-        index.apply(built)
-    for built in model._decode([Message(change("exec_a", 3, "corr-a", "ORDER_EVENT"),
-                                        [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")])]):
-        index.apply(built)
-    held = index.get("exec_a")
+    fold(model, Message(change("exec_a", 1, "corr-a"), create_headers),
+         Message(change("exec_a", 2, "corr-cancel", "COMMAND")))  # one batch
+    fold(model, Message(change("exec_a", 3, "corr-a", "ORDER_EVENT"),
+                        [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]))
+    held = model.get("exec_a")
     assert held is not None and held.sequence == 3
     assert held.origin == Origin("corr-a", (("traceparent", CREATE_TRACEPARENT.encode()),), from_create=True)
 
 
-def test_read_model_without_the_first_change_takes_the_correlation_id_an_order_event_change_names() -> None:
-    model = ReadModel(KafkaSettings("127.0.0.1:1"), "t", "c", metrics=GatewayMetrics())
-    [built] = model._decode([Message(change("exec_b", 7, "corr-cancel")),
-                             Message(change("exec_b", 8, "corr-b", "ORDER_EVENT"))])
-    assert built.origin == Origin("corr-b")
+def test_read_model_without_the_first_change_takes_the_correlation_id_an_order_event_change_names(
+        model: ReadModel) -> None:
+    fold(model, Message(change("exec_b", 7, "corr-cancel")), Message(change("exec_b", 8, "corr-b", "ORDER_EVENT")))
+    held = model.get("exec_b")
+    assert held is not None and held.origin == Origin("corr-b")

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from gateway.app import create_app
 from gateway.models import EventAccepted
 from gateway.webhook import derived_event_id, signature_header
-from testkit.gateway_fakes import SECRET, FakeBackend, assert_problem, config, entry, run
+from testkit.gateway_fakes import SECRET, FakeBackend, assert_problem, config, run, state_change
 from wire import examples
 
 SELL = examples.ticket_id("oi_sell_1")  # a ticket of the example snapshot
@@ -29,7 +29,7 @@ def send(raw: bytes, signature: str | None, *, execution_id: str = "exec_w1", kn
          backend: FakeBackend | None = None, now: float = NOW) -> tuple[int, dict[str, Any], FakeBackend]:
     backend = backend or FakeBackend()
     if known:
-        backend.read_model.index.apply(entry("exec_w1"))
+        backend.read_model.apply(state_change("exec_w1"))
 
     async def scenario(client: TestClient) -> tuple[int, dict[str, Any]]:
         headers = {"Content-Type": "application/json", "X-Correlation-Id": "corr-oms-1"}
@@ -142,7 +142,7 @@ def test_kafka_refusing_the_event_is_503() -> None:
 def test_real_clock_is_used_by_default() -> None:
     raw = raw_event()
     backend = FakeBackend()
-    backend.read_model.index.apply(entry("exec_w1"))
+    backend.read_model.apply(state_change("exec_w1"))
 
     async def scenario(client: TestClient) -> int:
         response = await client.post("/rebalance/executions/exec_w1/events", data=raw,
@@ -177,15 +177,12 @@ def test_late_fill_of_one_execution_posted_to_another_executions_url_is_422_and_
     A's report sent to B's URL names a ticket B does not have."""
     import copy
 
-    from gateway.read_model import entry_from_change
-    from testkit.gateway_fakes import state_change
-
     backend = FakeBackend()
-    backend.read_model.index.apply(entry("exec_w1"))  # execution A: the example tickets
+    backend.read_model.apply(state_change("exec_w1"))  # execution A: the example tickets
     b_change = copy.deepcopy(state_change("exec_b1"))
     for ticket in b_change["execution"]["tickets"]:
         ticket["ticket"]["ticket_id"] += "_b"  # execution B: tickets of its own
-    backend.read_model.index.apply(entry_from_change(b_change))
+    backend.read_model.apply(b_change)
     raw = raw_event(event_id="a-late-fill")  # a fill of A's SELL
     status, body, _ = send(raw, signature_header(SECRET, raw, NOW), execution_id="exec_b1", backend=backend,
                            known=False)
@@ -203,7 +200,7 @@ def test_late_fill_of_one_execution_posted_to_another_executions_url_is_422_and_
 def test_webhook_body_not_declared_as_json_is_415_after_the_signature_header_check() -> None:
     raw = raw_event(event_id="e-ct")
     backend = FakeBackend()
-    backend.read_model.index.apply(entry("exec_w1"))
+    backend.read_model.apply(state_change("exec_w1"))
 
     async def scenario(client: TestClient) -> list[int]:
         out = []

@@ -21,12 +21,14 @@ from aiohttp import web
 
 from execution_domain.proposal import seal_artifact
 from gateway import server
-from gateway.app import GUARD, create_app
+from gateway.app import GUARD, HANDLERS, create_app
 from gateway.auth import Scope, TokenEntry, token_digest
 from gateway.config import GatewayConfig
 from gateway.webhook import signature_header
 from kafka_client.settings import KafkaSettings
-from testkit.processor import ProcessorHarness, ScriptedOms, load_sample, wait_until
+from testkit.processor import ProcessorHarness, RunningProcessor, ScriptedOms, TopicReader, load_sample, wait_until
+from wire import records as translate
+from wire import serde
 
 TOKEN = "test-token-" + uuid.uuid4().hex  # principal PRINCIPAL, advisor scopes
 PRINCIPAL = "advisor-e2e"
@@ -170,6 +172,17 @@ class Stack:
     harness: ProcessorHarness
     gateway: LiveGateway
     client: Client
+    processor: RunningProcessor | None = None
+
+    def processor_metric(self, name: str) -> float:
+        """The sum of every sample called `name` (e.g. processor_anomalies_total) of the stack's processor."""
+        assert self.processor is not None
+        return sum(sample.value for family in self.processor.app.metrics.registry.collect()
+                   for sample in family.samples if sample.name == name)
+
+    def gateway_metric(self, name: str, **labels: str) -> float:
+        value = self.gateway.app[HANDLERS].metrics.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
 
     def publish(self, proposal: dict[str, Any]) -> None:
         self.harness.publish_proposal(proposal)
@@ -178,10 +191,10 @@ class Stack:
         """GET the execution until `predicate(body)` holds."""
         def check() -> dict[str, Any] | None:
             response = self.client.get(f"/rebalance/executions/{execution_id}")
-            if response.status_code == 200 and predicate(body := response.json()):
-                return body
-            return None
-        return wait_until(check, timeout_s, interval_s=0.05, what=f"execution {execution_id} to match")
+            body: dict[str, Any] = response.json()
+            return body if response.status_code == 200 and predicate(body) else None
+        found: dict[str, Any] = wait_until(check, timeout_s, interval_s=0.05, what=f"execution {execution_id} to match")
+        return found
 
 
 class ExecutionOms(ScriptedOms):
@@ -189,6 +202,45 @@ class ExecutionOms(ScriptedOms):
 
     def __init__(self, harness: ProcessorHarness, execution_id: str, **options: Any) -> None:
         super().__init__(harness, execution_id=execution_id, **options)
+
+
+class TracingOms(ExecutionOms):
+    """An OMS adapter that propagates trace context as W3C asks: each order event it publishes
+    carries the `traceparent` (and `tracestate`) of the instruction about its ticket."""
+
+    def pump(self) -> int:
+        harness = self.harness
+        harness.outputs.poll(0.1)
+        topic = harness.topics.trade_tickets
+        mine = [(message, record) for message, record in zip(harness.outputs.raw[topic], harness.outputs.records[topic],
+                                                              strict=True)
+                if record["execution_id"] == self.execution_id]
+        new = mine[self._seen:]
+        self._seen = len(mine)
+        for message, instruction in new:
+            trace = [(k, v) for k, v in message.headers() or () if k in ("traceparent", "tracestate")]
+            ticket = translate.ticket_from_record(instruction["ticket"])
+            if instruction["instruction"] == "SUBMIT":
+                self.provider.submit_tickets(instruction["execution_id"], [ticket])
+            else:
+                self.provider.cancel_ticket(ticket.ticket_id)
+            for event in self.provider.drain_events():
+                value = serde.encode("OrderEvent", translate.order_event_to_record(event))
+                harness.producer.produce(harness.topics.order_events, key=event.execution_id.encode(), value=value,
+                                         headers=trace)
+        harness.producer.flush(10)
+        return len(new)
+
+
+def order_events_reader(harness: ProcessorHarness) -> TopicReader:
+    """Every committed record of the harness's order-events topic, from its beginning."""
+    return TopicReader(harness.bootstrap, {harness.topics.order_events: "OrderEvent"})
+
+
+def trace_id_of(headers: Iterable[tuple[str, Any]] | None) -> str | None:
+    """The trace id of a record's traceparent header, if it has exactly one."""
+    values = [bytes(v).decode() for k, v in headers or () if k == "traceparent" and v is not None]
+    return values[0].split("-")[1] if len(values) == 1 and values[0].count("-") == 3 else None
 
 
 # -- raw sockets, for the connection limits ----------------------------------------------------------

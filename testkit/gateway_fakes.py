@@ -98,6 +98,7 @@ class FakePublisher:
         if self.fail:
             raise PublishError("broker unreachable")
         schema = serde.writer_schema(value)
+        assert schema is not None, "not a record of our schemas"
         record = serde.decode(schema, value, topic=topic, partition=0, offset=len(self.published))
         correlation_id = dict(headers).get("correlation_id")
         self.published.append((topic, key, record, None if correlation_id is None else correlation_id.decode()))
@@ -197,7 +198,7 @@ class FakeBackend:
         return True, ready, {"read_model": "ready" if self.read_model.ready else "loading"}
 
 
-def run(app: web.Application, scenario: Callable[[TestClient], Awaitable[Any]]) -> Any:
+def run(app: web.Application, scenario: Callable[[TestClient[Any, Any]], Awaitable[Any]]) -> Any:
     """Serve `app` on a loopback test server and run `scenario(client)` against it."""
     async def main() -> Any:
         async with TestClient(TestServer(app)) as client:

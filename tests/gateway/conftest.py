@@ -18,10 +18,10 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     harness = ProcessorHarness(kafka_bootstrap, tmp_path_factory.mktemp("gateway-stack"))
     gateway = None
     try:
-        harness.start("p1")
+        processor = harness.start("p1")
         gateway = LiveGateway(gateway_config(harness))
         gateway.wait_ready()
-        yield Stack(harness, gateway, Client(gateway.url))
+        yield Stack(harness, gateway, Client(gateway.url), processor)
     finally:
         if gateway is not None:
             gateway.stop()

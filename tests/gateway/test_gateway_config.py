@@ -4,6 +4,7 @@ in one place: bad values are named, secrets never shown, principals files checke
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from gateway import config as gateway_config
+from gateway import kafka_io
 from gateway.auth import DEFAULT_SCOPES, BearerAuth, Scope, token_fingerprint
+from gateway.read_model import StateDir
+from kafka_client.settings import KafkaSettings
 from testkit.processor import ROOT
 
 BASE = {"KAFKA_BOOTSTRAP_SERVERS": "broker:9092", "GATEWAY_API_TOKENS": "tok-a, tok-b,,tok-a"}
@@ -204,3 +208,50 @@ def test_cli_help_works_whatever_the_environment_holds() -> None:
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     assert "--max-connections" in done.stdout and "GATEWAY_MAX_CONNECTIONS" in done.stdout
+
+
+def test_cli_state_directory_in_use_exits_2_naming_it(tmp_path: Path) -> None:
+    held = StateDir(tmp_path / "state")  # another gateway's
+    try:
+        done = run_gateway(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", GATEWAY_API_TOKENS="t",
+                           GATEWAY_STATE_DIR=str(tmp_path / "state"))
+    finally:
+        held.close()
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == (f"python -m gateway: GATEWAY_STATE_DIR: {tmp_path / 'state'} is in use by "
+                                            "another gateway process; give each instance its own state directory")
+
+
+def test_config_state_directory_from_its_variable_or_flag(env: Env, tmp_path: Path) -> None:
+    env(**BASE)
+    assert gateway_config.load([]).state_dir is None  # a temporary directory, rebuilt at every start
+    env(GATEWAY_STATE_DIR=str(tmp_path / "from-env"))
+    assert gateway_config.load([]).state_dir == tmp_path / "from-env"
+    assert gateway_config.load(["--state-dir", str(tmp_path / "flag")]).state_dir == tmp_path / "flag"
+
+
+# -- Kafka client properties ------------------------------------------------------------------------
+
+
+def test_kafka_client_properties_win_over_the_gateways_defaults_except_protected_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    user = KafkaSettings("b:9092", {"linger.ms": "50", "compression.type": "zstd", "fetch.wait.max.ms": "10",
+                                    "security.protocol": "SASL_SSL", "client.id": "mine",
+                                    "enable.idempotence": "false", "acks": "1", "partitioner": "consistent_random",
+                                    "isolation.level": "read_uncommitted", "enable.auto.commit": "true",
+                                    "auto.offset.reset": "latest"})
+    with caplog.at_level(logging.WARNING, logger="gateway.kafka_io"):
+        producer = kafka_io.producer_config(user, "gw-producer")
+        consumer = kafka_io.assign_only_consumer_config(user, "gw-consumer")
+    assert (producer["linger.ms"], producer["compression.type"], producer["client.id"]) == ("50", "zstd", "mine")
+    assert producer["security.protocol"] == consumer["security.protocol"] == "SASL_SSL"
+    assert (producer["enable.idempotence"], producer["acks"], producer["partitioner"]) == (True, "all", "murmur2_random")
+    assert consumer["fetch.wait.max.ms"] == "10"
+    assert (consumer["isolation.level"], consumer["enable.auto.commit"], consumer["auto.offset.reset"]) == (
+        "read_committed", False, "earliest")
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    for key in ("enable.idempotence", "acks", "partitioner", "isolation.level", "enable.auto.commit",
+                "auto.offset.reset"):
+        assert key in warned

@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from kafka_client.settings import KafkaSettings
 
@@ -112,13 +113,35 @@ def end_offsets(consumer: Consumer, partitions: list[TopicPartition], timeout_s:
     }
 
 
-def low_offsets(consumer: Consumer, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
-    """Current low watermark (first offset held) of each partition."""
-    return {
-        (tp.topic, tp.partition): consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                                 timeout=timeout_s, cached=False)[0]
-        for tp in partitions
-    }
+class PartitionOffsets:
+    """The first and the end offsets of partitions, asked in one request per broker on an admin
+    client's own connection. (A consumer's `get_watermark_offsets` asks one partition at a time
+    on the connection its fetches use, and a broker answers a connection's requests in order: each
+    query waits behind the fetch's long poll, `fetch.wait.max.ms`.)"""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.admin = AdminClient(admin_config(kafka))  # type: ignore[arg-type]  # logger is an object
+
+    def _ask(self, partitions: list[TopicPartition], spec: OffsetSpec, timeout_s: float) -> dict[tuple[str, int], Any]:
+        futures = self.admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
+                                          isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout_s)
+        return {(tp.topic, tp.partition): future for tp, future in futures.items()}
+
+    def _query(self, partitions: list[TopicPartition], spec: OffsetSpec, timeout_s: float) -> dict[tuple[str, int], int]:
+        return {key: future.result().offset for key, future in self._ask(partitions, spec, timeout_s).items()}
+
+    def ends_async(self, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], Any]:
+        """`ends`, as concurrent futures of ListOffsetsResultInfo (does not block)."""
+        return self._ask(partitions, OffsetSpec.latest(), timeout_s)  # type: ignore[no-untyped-call]
+
+    def ends(self, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+        """Each partition's last stable offset: where a read_committed consumer that has read
+        everything committed so far stands."""
+        return self._query(partitions, OffsetSpec.latest(), timeout_s)  # type: ignore[no-untyped-call]
+
+    def firsts(self, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+        """Each partition's first offset held (after retention)."""
+        return self._query(partitions, OffsetSpec.earliest(), timeout_s)  # type: ignore[no-untyped-call]
 
 
 def retrying(call: Callable[[], Any], stopped: Callable[[], bool], attempts: int | None = None) -> Any:

@@ -398,34 +398,44 @@ def _last_values(snapshot: Snapshot, prefix: bytes, count: int) -> list[bytes]:
 
 class StoreBatch:
     """The writes of one batch of records: read back within the batch, written atomically with the
-    offsets by `commit`. One thread (the read model's consumer) at a time."""
+    offsets by `commit`. One thread (the read model's consumer) at a time.
+
+    Headers and tickets are rendered at commit, once each per batch, from the newest decoded
+    record that carried them: a batch holding several changes of one execution (a rebuild reads
+    them back to back) renders its header and each ticket once. Lifecycle rows are rendered as they
+    come (each is written once)."""
 
     def __init__(self, store: ReadStore) -> None:
         self._store = store
         self._headers: dict[str, dict[str, Any]] = {}  # execution id -> header (decoded, to be written)
+        self._views: dict[str, Mapping[str, Any]] = {}  # execution id -> the snapshot its header view comes from
+        self._tickets: dict[bytes, tuple[int, Mapping[str, Any]]] = {}  # ticket key -> (position, decoded entry)
         self._writes: dict[bytes, bytes | None] = {}  # raw puts (None: delete)
         self._new = 0
 
     def __len__(self) -> int:
         return len(self._headers) + len(self._writes)
 
-    def _get(self, key: bytes) -> bytes | None:
-        if key in self._writes:
-            return self._writes[key]
-        return self._store._get(key)  # noqa: SLF001 - the store's own batch
-
     def _header(self, execution_id: str, snapshot: Mapping[str, Any]) -> dict[str, Any]:
         header = self._headers.get(execution_id)
         if header is None:
-            raw = self._store._get(_header_key(execution_id))  # noqa: SLF001
+            raw = self._store._get(_header_key(execution_id))  # noqa: SLF001 - the store's own batch
             if raw is None:
-                header = {"seq": 0, "view": None, "nt": 0, "rows": 0, "origin": None,
+                header = {"seq": 0, "view": None, "status": None, "nt": 0, "rows": 0, "origin": None,
                           "created_us": micros(snapshot["created_at"]), "proposal_id": snapshot["proposal_id"]}
                 self._new += 1
             else:
                 header = orjson.loads(raw)
             self._headers[execution_id] = header
         return header
+
+    def _position(self, key: bytes) -> int | None:
+        """The position of a ticket held (in this batch or the store)."""
+        pending = self._tickets.get(key)
+        if pending is not None:
+            return pending[0]
+        held = self._store._get(key)  # noqa: SLF001
+        return None if held is None else int(held[:6])
 
     # -- folding --------------------------------------------------------------------------------
 
@@ -445,7 +455,8 @@ class StoreBatch:
             rows = [row for row in rows if row["seq"] > header["rows"]]
         for row in rows:
             self._writes[_row_key(execution_id, row["seq"])] = orjson.dumps(event_view(row))
-            header["rows"] = max(header["rows"], row["seq"])
+            if row["seq"] > header["rows"]:
+                header["rows"] = row["seq"]
         if origin is not None:
             held = Origin.from_json(header.get("origin"))
             if (origin.from_create and not held.from_create) or held == NO_ORIGIN:
@@ -457,7 +468,7 @@ class StoreBatch:
         execution_id = snapshot["execution_id"]
         header = self._header(execution_id, snapshot)
         last = snapshot.get("last_sequence") or 0
-        if last <= header["seq"] and header["view"] is not None:
+        if last <= header["seq"] and header["status"] is not None:
             return False
         self._apply_header(execution_id, header, snapshot, last)
         self._apply_tickets(execution_id, header, snapshot["tickets"], replace_all=True)
@@ -470,15 +481,13 @@ class StoreBatch:
 
     def _apply_header(self, execution_id: str, header: dict[str, Any], snapshot: Mapping[str, Any],
                       sequence: int) -> None:
-        view = header_view(snapshot)
-        old = header["view"]
-        old_status = None if old is None else old["status"]
-        status = view["status"]
-        header["view"] = view
+        old_status = header["status"]
+        status = snapshot["status"]
+        self._views[execution_id] = snapshot  # rendered at commit
         header["seq"] = sequence
+        header["status"] = status
         if status != old_status:
-            created = _created(header["created_us"])
-            tail = created + execution_id.encode("utf-8")
+            tail = _created(header["created_us"]) + execution_id.encode("utf-8")
             if old_status is not None:
                 self._writes[_status_prefix(old_status) + tail] = None
             self._writes[_status_prefix(status) + tail] = b""
@@ -490,26 +499,29 @@ class StoreBatch:
         for position, entry in enumerate(tickets):
             key = _ticket_key(execution_id, entry["ticket"]["ticket_id"])
             if not replace_all:  # a DELTA: keep the ticket's place; a ticket not seen yet goes last
-                held = self._get(key)
-                if held is not None:
-                    position = int(held[:6])
-                else:
-                    position = header["nt"]
-            header["nt"] = max(header["nt"], position + 1)
-            self._writes[key] = b"%06d" % position + orjson.dumps(ticket_view(entry))
+                held = self._position(key)
+                position = header["nt"] if held is None else held
+            if position >= header["nt"]:
+                header["nt"] = position + 1
+            self._tickets[key] = (position, entry)
 
     # -- writing --------------------------------------------------------------------------------
 
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
-        """Write everything folded and the offsets after it, atomically."""
+        """Render what was folded, write it and the offsets after it, atomically."""
         batch = WriteBatch(raw_mode=True)
         for key, value in self._writes.items():
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        for key, (position, entry) in self._tickets.items():
+            batch.put(key, b"%06d" % position + orjson.dumps(ticket_view(entry)))
         for execution_id, header in self._headers.items():
-            if header["view"] is None:  # only rows seen so far: cannot happen (every record has a header)
+            snapshot = self._views.get(execution_id)
+            if snapshot is not None:
+                header["view"] = header_view(snapshot)
+            if header["view"] is None:  # nothing but rows of an unknown execution: cannot happen
                 continue
             batch.put(_header_key(execution_id), orjson.dumps(header))
         if self._new:
@@ -518,5 +530,7 @@ class StoreBatch:
             batch.put(_offset_key(topic, partition), str(offset).encode())
         self._store._write(batch)  # noqa: SLF001
         self._headers.clear()
+        self._views.clear()
+        self._tickets.clear()
         self._writes.clear()
         self._new = 0

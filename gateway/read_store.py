@@ -170,6 +170,10 @@ def _options(cache_bytes: int, write_buffer_bytes: int) -> Options:
     table = BlockBasedOptions()
     table.set_block_cache(Cache(cache_bytes))
     table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    # Most lookups while building miss (a new execution's header, a ticket first seen): a bloom
+    # filter answers them without reading a data block of every file.
+    table.set_bloom_filter(10, False)
     options.set_block_based_table_factory(table)
     options.set_write_buffer_size(write_buffer_bytes)
     options.set_max_write_buffer_number(2)

@@ -112,8 +112,9 @@ class ReadModel:
     def __init__(self, kafka: KafkaSettings, state_changes_topic: str, snapshots_topic: str, client_id: str,
                  metrics: GatewayMetrics, state_dir: Path | None = None) -> None:
         self._kafka = kafka
-        # A rebuild reads faster than it folds: bound what librdkafka fetches ahead (its defaults let a
-        # catching-up consumer hold ~150 MB of fetched batches; these ~40 MB, at no cost in speed).
+        # A rebuild reads faster than it folds: bound what librdkafka fetches ahead. With its defaults
+        # building 40,000 executions took the process to 466 MB RSS, with these to 256 MB (and about
+        # 15 % longer); a user's KAFKA_CLIENT_* setting still wins.
         self._config = assign_only_consumer_config(kafka, client_id, **{
             "queued.max.messages.kbytes": 4096, "fetch.max.bytes": 2 << 20, "max.partition.fetch.bytes": 512 << 10})
         self._changes_topic = state_changes_topic

@@ -166,11 +166,12 @@ class StoreError(RuntimeError):
 def _options(cache_bytes: int, write_buffer_bytes: int) -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
-    # Bounded memory: one small block cache and two small memtables, whatever the data size.
+    # Bounded memory: one small block cache and two small memtables, whatever the data size. Index
+    # and filter blocks stay in the table readers (about 2 % of the data: 2 MB for 100,000
+    # executions): kept in a cache this small they were evicted and re-read, and a lookup took
+    # 120-270 us instead of 3.
     table = BlockBasedOptions()
     table.set_block_cache(Cache(cache_bytes))
-    table.set_cache_index_and_filter_blocks(True)
-    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     # Most lookups while building miss (a new execution's header, a ticket first seen): a bloom
     # filter answers them without reading a data block of every file.
     table.set_bloom_filter(10, False)

@@ -167,7 +167,7 @@ def _options(cache_bytes: int, write_buffer_bytes: int) -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     # Bounded memory: one small block cache and two small memtables, whatever the data size. Index
-    # and filter blocks stay in the table readers (about 2 % of the data: 2 MB for 100,000
+    # and filter blocks stay in the table readers (about 6 % of the data: 6 MB for 100,000
     # executions): kept in a cache this small they were evicted and re-read, and a lookup took
     # 120-270 us instead of 3.
     table = BlockBasedOptions()

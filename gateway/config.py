@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gateway import kafka_io
 from gateway.auth import PrincipalsFileError, TokenEntry, load_principals_file, merge_entries
 from kafka_client import settings as kafka_settings
 from kafka_client.settings import KafkaSettings
@@ -334,6 +335,7 @@ def load(argv: Sequence[str] | None = None) -> GatewayConfig:
         config = GatewayConfig(kafka=KafkaSettings(settings.bootstrap_servers, client_config),
                                topics=TopicNames.defaults(settings.application_id, os.environ),
                                api_tokens=tokens, principals=principals, webhook_secrets=webhook_secrets, **copied)
+        problems += kafka_io.client_settings_problems(config.kafka)
         try:
             if not config.token_entries():
                 problems.append("no bearer token configured: set GATEWAY_API_PRINCIPALS_FILE, GATEWAY_API_TOKENS "

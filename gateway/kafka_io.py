@@ -15,71 +15,58 @@ from typing import Any
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
-from kafka_client.settings import KafkaSettings
+from kafka_client.settings import ClientConfigError, KafkaSettings
 
 log = logging.getLogger(__name__)
 # librdkafka's own log lines, through Python logging (JSON like the rest) instead of raw stderr.
 KAFKA_LOG = logging.getLogger("gateway.kafka")
 
 
-# Properties the gateway's correctness depends on: a KAFKA_CLIENT_* variable or --kafka-config
-# naming one of them is ignored (with a warning), whatever it says. Every other property a user
-# sets wins over the gateway's own defaults below.
-PROTECTED_CONSUMER_KEYS = frozenset({
-    "isolation.level",  # read_committed: never an aborted state change, result or table row
-    "enable.auto.commit", "enable.auto.offset.store",  # assign-only consumers commit nothing
-    "auto.offset.reset",  # the read model falls back to the earliest record, never the latest
-    "group.id",  # never joined (assign only)
-})
-PROTECTED_PRODUCER_KEYS = frozenset({
-    "enable.idempotence", "acks",  # no duplicate or reordered command or order event on retries
-    "partitioner",  # murmur2, as every producer of these topics (co-partitioning, docs/wire.md)
-    "transactional.id",  # the gateway's producer is idempotent, not transactional
-})
+# What the gateway's guarantees rest on (`kafka_client.settings.REQUIRED_WHY` says why): an operator's
+# KAFKA_CLIENT_* / --kafka-config setting one of these to another value stops the start with the
+# reason (`ClientConfigError`). Every other property the operator sets wins over the defaults below.
+CONSUMER_REQUIRED: dict[str, object] = {
+    "isolation.level": "read_committed",  # never an aborted state change, result or table row
+    "enable.auto.commit": False,  # assign-only consumers commit nothing
+    "enable.auto.offset.store": False,
+}
+PRODUCER_REQUIRED: dict[str, object] = {
+    "enable.idempotence": True,  # acks=all, no duplicate or reordered command or order event on retries
+    "partitioner": "murmur2_random",  # as every producer of these topics (co-partitioning, docs/wire.md)
+}
 
 
-def merged_config(kafka: KafkaSettings, defaults: dict[str, object], protected: frozenset[str]) -> dict[str, object]:
-    """The gateway's `defaults`, overridden by the user's librdkafka properties except `protected`.
-
-    (A protected-keys list and merge helper are to live in `kafka_client.settings` for every
-    service; until then the gateway's own, here.)"""
-    user = dict(kafka.client_config)
-    ignored = sorted(key for key in user if key in protected and str(user[key]) != str(defaults.get(key)))
-    if ignored:
-        log.warning("ignoring Kafka client properties the gateway sets itself for correctness: %s",
-                    ", ".join(f"{key}={user[key]!r} (kept {defaults.get(key)!r})" for key in ignored))
-    return {"bootstrap.servers": kafka.bootstrap_servers, **defaults,
-            **{key: value for key, value in user.items() if key not in protected}}
-
-
-def assign_only_consumer_config(kafka: KafkaSettings, client_id: str, **overrides: object) -> dict[str, object]:
+def assign_only_consumer_config(kafka: KafkaSettings, client_id: str, **defaults: object) -> dict[str, object]:
     """A read_committed consumer that only uses assign(): no group membership, no commits."""
-    defaults: dict[str, object] = {
+    return {**kafka.client({
         "client.id": client_id,
         "group.id": f"{client_id}-unused",  # required by librdkafka; never joined (assign only)
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "fetch.wait.max.ms": 50,
-        **overrides,
-    }
-    return {**merged_config(kafka, defaults, PROTECTED_CONSUMER_KEYS), "logger": KAFKA_LOG}
+        **defaults,
+    }, CONSUMER_REQUIRED), "logger": KAFKA_LOG}
 
 
 def producer_config(kafka: KafkaSettings, client_id: str) -> dict[str, object]:
-    defaults: dict[str, object] = {
+    return {**kafka.client({
         "client.id": client_id,
-        "enable.idempotence": True,  # acks=all, no duplicates or reordering on retries
-        "acks": "all",
-        # The Java clients' partitioner, as every producer of these topics must use (docs/wire.md).
-        "partitioner": "murmur2_random",
         "linger.ms": 2,
         "delivery.timeout.ms": 15_000,
         "compression.type": "lz4",
-    }
-    return {**merged_config(kafka, defaults, PROTECTED_PRODUCER_KEYS), "logger": KAFKA_LOG}
+    }, PRODUCER_REQUIRED), "logger": KAFKA_LOG}
+
+
+def client_settings_problems(kafka: KafkaSettings) -> list[str]:
+    """Each operator property that conflicts with what the gateway's clients require, naming its
+    variable and why (`ClientConfigError`'s lines); checked when the configuration is loaded."""
+    problems: list[str] = []
+    for build in (producer_config, assign_only_consumer_config):
+        try:
+            build(kafka, "check")
+        except ClientConfigError as error:
+            problems += [line for line in str(error).split("; ") if line not in problems]
+    return problems
 
 
 def admin_config(kafka: KafkaSettings) -> dict[str, object]:

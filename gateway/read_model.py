@@ -283,8 +283,11 @@ class ReadModel:
             if startup_ends is None or lows is None:
                 return
             start = self._start_offsets(offsets, startup_ends, lows)
-            consumer.assign([TopicPartition(tp.topic, tp.partition, start.get((tp.topic, tp.partition), _OFFSET_BEGINNING))
-                             for tp in partitions])
+            # From the store's offset, or the first record still held if retention deleted what
+            # followed it (never the end, whatever auto.offset.reset says); else the beginning.
+            consumer.assign([TopicPartition(tp.topic, tp.partition,
+                                            max(start[key], lows.get(key, 0)) if key in start else _OFFSET_BEGINNING)
+                             for tp in partitions for key in [(tp.topic, tp.partition)]])
             log.info("read model loading %s and %s up to offsets %s", self._changes_topic, self._snapshots_topic,
                      startup_ends)
             # Where the store is: the offsets written with the last batch (a partition not read

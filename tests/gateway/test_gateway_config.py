@@ -4,7 +4,6 @@ in one place: bad values are named, secrets never shown, principals files checke
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import subprocess
 import sys
@@ -234,24 +233,25 @@ def test_config_state_directory_from_its_variable_or_flag(env: Env, tmp_path: Pa
 # -- Kafka client properties ------------------------------------------------------------------------
 
 
-def test_kafka_client_properties_win_over_the_gateways_defaults_except_protected_ones(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_kafka_client_properties_win_over_the_gateways_defaults() -> None:
     user = KafkaSettings("b:9092", {"linger.ms": "50", "compression.type": "zstd", "fetch.wait.max.ms": "10",
                                     "security.protocol": "SASL_SSL", "client.id": "mine",
-                                    "enable.idempotence": "false", "acks": "1", "partitioner": "consistent_random",
-                                    "isolation.level": "read_uncommitted", "enable.auto.commit": "true",
-                                    "auto.offset.reset": "latest"})
-    with caplog.at_level(logging.WARNING, logger="gateway.kafka_io"):
-        producer = kafka_io.producer_config(user, "gw-producer")
-        consumer = kafka_io.assign_only_consumer_config(user, "gw-consumer")
+                                    "enable.idempotence": "true", "isolation.level": "read_committed"})
+    producer = kafka_io.producer_config(user, "gw-producer")
+    consumer = kafka_io.assign_only_consumer_config(user, "gw-consumer")
     assert (producer["linger.ms"], producer["compression.type"], producer["client.id"]) == ("50", "zstd", "mine")
     assert producer["security.protocol"] == consumer["security.protocol"] == "SASL_SSL"
-    assert (producer["enable.idempotence"], producer["acks"], producer["partitioner"]) == (True, "all", "murmur2_random")
-    assert consumer["fetch.wait.max.ms"] == "10"
-    assert (consumer["isolation.level"], consumer["enable.auto.commit"], consumer["auto.offset.reset"]) == (
-        "read_committed", False, "earliest")
-    warned = " ".join(record.getMessage() for record in caplog.records)
-    for key in ("enable.idempotence", "acks", "partitioner", "isolation.level", "enable.auto.commit",
-                "auto.offset.reset"):
-        assert key in warned
+    assert (producer["enable.idempotence"], producer["partitioner"]) == (True, "murmur2_random")
+    assert (consumer["fetch.wait.max.ms"], consumer["isolation.level"]) == ("10", "read_committed")
+
+
+def test_kafka_client_property_a_guarantee_rests_on_is_refused_at_start_naming_it_and_why(env: Env) -> None:
+    env(**BASE, KAFKA_CLIENT_ISOLATION_LEVEL="read_uncommitted", KAFKA_CLIENT_PARTITIONER="consistent_random",
+        KAFKA_CLIENT_LINGER_MS="20")
+    lines = load_error()
+    assert any(line.startswith("KAFKA_CLIENT_ISOLATION_LEVEL='read_uncommitted' refused: isolation.level must be "
+                               "'read_committed', because") for line in lines), lines
+    assert any(line.startswith("KAFKA_CLIENT_PARTITIONER='consistent_random' refused") for line in lines), lines
+    assert not any("LINGER" in line for line in lines)
+    env(KAFKA_CLIENT_ISOLATION_LEVEL="read_committed", KAFKA_CLIENT_PARTITIONER="murmur2_random")
+    assert gateway_config.load([]).kafka.client_config["linger.ms"] == "20"

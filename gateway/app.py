@@ -7,8 +7,9 @@
   `traceparent` or starting a new trace; problem details for every error (including aiohttp's
   own 404/405/413 and unexpected exceptions); request metrics per route and status; one
   access-log line. Never logs headers or bodies.
-- `authenticate`: a bearer token on every route except /healthz, /readyz, /metrics and the
-  webhook (which verifies its HMAC signature itself), and the scope the route needs (403).
+- `authenticate`: a bearer token on every route except /healthz, /readyz, /metrics, the
+  webhook (which verifies its HMAC signature itself) and the operator console (its own session
+  sign-in, `gateway.console`), and the scope the route needs (403).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from gateway import reference
 from gateway.auth import CHALLENGE, Scope, insufficient_scope_challenge
 from gateway.backend import KafkaBackend
 from gateway.config import GatewayConfig
+from gateway.console.app import CONSOLE_ROUTE_PREFIX, PREFIX, create_console
+from gateway.console.deadletters import DeadLetterFeed
 from gateway.handlers import (
     CLOSE_CONNECTION,
     CORRELATION_ID,
@@ -146,7 +149,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     name = request.match_info.route.name
-    if name in PUBLIC_ROUTES or name == WEBHOOK_ROUTE:
+    if name in PUBLIC_ROUTES or name == WEBHOOK_ROUTE or (name or "").startswith(CONSOLE_ROUTE_PREFIX):
         return await handler(request)
     principal = request.app[HANDLERS].auth.authenticate(request.headers.get("Authorization"))
     if principal is None:
@@ -192,6 +195,13 @@ def create_app(config: GatewayConfig, *, backend: Backend | None = None, metrics
     router.add_get("/metrics", handlers.metrics_endpoint, name="getMetrics", allow_head=False)
     router.add_get("/healthz", handlers.healthz, name="getHealth", allow_head=False)
     router.add_get("/readyz", handlers.readyz, name="getReadiness", allow_head=False)
+    if config.console:  # the operator console (docs/console.md), signed in by session cookie
+        feed = None
+        if isinstance(backend, KafkaBackend):
+            feed = DeadLetterFeed(config.kafka, config.topics,
+                                  f"{config.application_id}-gateway-{config.instance_id}-dead-letters",
+                                  config.console_dead_letters)
+        app.add_subapp(PREFIX, create_console(handlers, dead_letters=feed))
 
     start = getattr(backend, "start", None)
     close = getattr(backend, "close", None)

@@ -50,6 +50,8 @@ DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
 DEFAULT_EVENTS_LIMIT = 100  # lifecycle rows per page of GET .../events
 MAX_EVENTS_LIMIT = 1000
+DEFAULT_CONSOLE_SESSION_IDLE_S = 1800.0  # the operator console's sessions (gateway.console, docs/console.md)
+DEFAULT_CONSOLE_DEAD_LETTERS = 500
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,10 @@ class GatewayConfig:
     state_dir: Path | None = None  # the read model's store; None: a temporary directory, rebuilt at every start
     log_level: str = "INFO"
     trace_exporter: str = "none"
+    console: bool = True  # the operator console at /console (docs/console.md)
+    console_secure_cookie: bool = False  # served over TLS (a terminating proxy): Secure __Host- cookie
+    console_session_idle_s: float = DEFAULT_CONSOLE_SESSION_IDLE_S
+    console_dead_letters: int = DEFAULT_CONSOLE_DEAD_LETTERS  # the dead-letters page's ring
 
     def __post_init__(self) -> None:
         if self.result_timeout_s <= 0 or self.header_timeout_s <= 0 or self.body_timeout_s <= 0:
@@ -124,6 +130,8 @@ class GatewayConfig:
                 "webhook_max_body_bytes": self.webhook_max_body_bytes,
             },
             "trace_exporter": self.trace_exporter,
+            "console": {"enabled": self.console, "secure_cookie": self.console_secure_cookie,
+                        "session_idle_s": self.console_session_idle_s, "dead_letters": self.console_dead_letters},
             "state_dir": None if self.state_dir is None else str(self.state_dir),
             "topics": {
                 "execution_commands": self.topics.execution_commands,
@@ -172,6 +180,10 @@ class GatewaySettings(BaseSettings):
     state_dir: Path | None = None
     trace_exporter: Literal["none", "console", "otlp"] = Field(
         "none", validation_alias=AliasChoices("trace_exporter", "OTEL_TRACES_EXPORTER"))
+    console: bool = True
+    console_secure_cookie: bool = False
+    console_session_idle_s: float = Field(DEFAULT_CONSOLE_SESSION_IDLE_S, ge=60, le=86_400)
+    console_dead_letters: int = Field(DEFAULT_CONSOLE_DEAD_LETTERS, ge=1, le=10_000)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -217,13 +229,20 @@ _FLAGS: dict[str, tuple[str | None, str]] = {
     "state_dir": ("--state-dir", "directory of the read model's RocksDB store, kept across restarts, one per "
                                  "instance (default: a temporary directory, rebuilt from Kafka at every start)"),
     "trace_exporter": ("--trace-exporter", f"span exporter: {', '.join(EXPORTERS)} (default none)"),
+    "console": ("--console", "true: serve the operator console at /console (default true; docs/console.md)"),
+    "console_secure_cookie": ("--console-secure-cookie", "true: the console is reached over TLS (a terminating "
+                                                         "proxy): its session cookie is Secure (default false: "
+                                                         "sign-in only from loopback over plain HTTP)"),
+    "console_session_idle_s": ("--console-session-idle", "seconds a console session lives unused (default 1800)"),
+    "console_dead_letters": ("--console-dead-letters", "recent dead letters the console keeps (default 500)"),
 }
 
 
 # Settings GatewayConfig takes as they are.
 _COPIED = ("application_id", "instance_id", "host", "port", "inline_artifacts", "result_timeout_s",
            "signature_tolerance_s", "max_body_bytes", "artifact_max_body_bytes", "webhook_max_body_bytes",
-           "max_connections", "header_timeout_s", "body_timeout_s", "log_level", "trace_exporter", "state_dir")
+           "max_connections", "header_timeout_s", "body_timeout_s", "log_level", "trace_exporter", "state_dir",
+           "console", "console_secure_cookie", "console_session_idle_s", "console_dead_letters")
 
 
 def env_name(field_name: str) -> str:

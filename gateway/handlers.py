@@ -287,7 +287,7 @@ class Handlers:
         if body.artifact is not None:
             self._authorize_inline_artifact(principal)
         # Who asks is who the token speaks for; the client's claim is recorded beside it, never trusted.
-        actor = _actor(principal.name, body.actor.channel, body.actor.requested_by)
+        actor = actor_of(principal.name, body.actor.channel, body.actor.requested_by)
         artifact = self._inline_artifact(body)
         correlation_id = request[CORRELATION_ID]
         execution_id = execution_id_for_key(key)
@@ -441,19 +441,9 @@ class Handlers:
         started = time.monotonic()
         execution_id = request.match_info["execution_id"]
         body = parse_body(await self.read_body(request, self.config.max_body_bytes), models.CancelExecutionRequest)
-        await self._lookup(execution_id)
-        self._require_command_path()
-        correlation_id = request[CORRELATION_ID]
-        command_id = commands.new_command_id()
-        value = commands.cancel_command(
-            command_id=command_id, execution_id=execution_id, correlation_id=correlation_id,
-            issued_at=datetime.now(UTC), actor=_actor(request[PRINCIPAL].name, body.actor.channel, body.actor.requested_by),
-            reason=body.reason,
-        )
-        log.info("cancel execution", extra={"execution_id": execution_id, "command_id": command_id,
-                                            "claimed_requested_by": body.actor.requested_by})
-        result = await self._command(command="cancel", command_id=command_id, execution_id=execution_id,
-                                     value=value, correlation_id=correlation_id, started=started)
+        command_id, result = await self.submit_cancel(
+            execution_id, actor_of(request[PRINCIPAL].name, body.actor.channel, body.actor.requested_by), body.reason,
+            request[CORRELATION_ID], started)
         headers = {"Location": _location(execution_id)}
         if result is None:
             return json_response({"execution_id": execution_id, "command_id": command_id, "cancel": "PENDING",
@@ -468,6 +458,23 @@ class Handlers:
         if outcome == "NOT_FOUND":
             raise ApiProblem(Problems.EXECUTION_NOT_FOUND, detail, execution_id=execution_id)
         raise ApiProblem(Problems.COMMAND_FAILED, detail or f"outcome {outcome}")
+
+    async def submit_cancel(self, execution_id: str, actor: Actor, reason: str | None, correlation_id: str,
+                            started: float) -> tuple[str, dict[str, Any] | None]:
+        """Publish a cancel of a known execution and wait (bounded) for its result: (command id,
+        result or None when the wait bound passed). The API's cancel and the console's share it."""
+        await self._lookup(execution_id)
+        self._require_command_path()
+        command_id = commands.new_command_id()
+        value = commands.cancel_command(
+            command_id=command_id, execution_id=execution_id, correlation_id=correlation_id,
+            issued_at=datetime.now(UTC), actor=actor, reason=reason,
+        )
+        log.info("cancel execution", extra={"execution_id": execution_id, "command_id": command_id,
+                                            "claimed_requested_by": actor.claimed_requested_by})
+        result = await self._command(command="cancel", command_id=command_id, execution_id=execution_id,
+                                     value=value, correlation_id=correlation_id, started=started)
+        return command_id, result
 
     # -- POST /rebalance/executions/{execution_id}/events (OMS webhook) ----------------------------
 
@@ -565,7 +572,7 @@ class Handlers:
         return json_response({"status": "ready" if ready else "not-ready", "checks": checks}, 200 if ready else 503)
 
 
-def _actor(principal: str, channel: str, claimed: str | None) -> Actor:
+def actor_of(principal: str, channel: str, claimed: str | None = None) -> Actor:
     """The authenticated principal as requested_by; the client's own value kept only when it differs."""
     return Actor(requested_by=principal, channel=channel,
                  claimed_requested_by=claimed if claimed and claimed != principal else None)

@@ -106,6 +106,7 @@ class Progress:
 
     changes: tuple[int, int] = (0, 0)  # state changes (applied, not newer)
     snapshots: tuple[int, int] = (0, 0)  # table rows (applied, not newer)
+    executions: frozenset[str] = frozenset()  # the executions whose records this batch wrote
 
 
 class ReadModel:
@@ -138,6 +139,12 @@ class ReadModel:
         self._changes_partitions: list[TopicPartition] = []
         self._written: dict[tuple[str, int], int] = {}  # the offsets in the store (replaced, never mutated)
         self.loaded_in_s: float | None = None  # start to ready
+        self._listeners: list[Callable[[frozenset[str]], None]] = []
+
+    def subscribe(self, listener: Callable[[frozenset[str]], None]) -> None:
+        """Call `listener` on the loop with the ids of the executions each written batch changed
+        (the console's live updates: gateway.console.live)."""
+        self._listeners.append(listener)
 
     @property
     def state_path(self) -> Path:
@@ -166,6 +173,9 @@ class ReadModel:
 
     def events(self, execution_id: str, after_seq: int, limit: int) -> tuple[list[bytes], bool] | None:
         return self.store.events(execution_id, after_seq, limit)
+
+    def causes(self, execution_id: str, lowest: int, highest: int) -> list[tuple[int, dict[str, Any]]]:
+        return self.store.causes(execution_id, lowest, highest)
 
     def page(self, **query: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
         return self.store.page(**query)
@@ -217,6 +227,12 @@ class ReadModel:
         for future in synced:
             if not future.done():
                 future.set_result(True)
+        if progress.executions:
+            for listener in self._listeners:
+                try:
+                    listener(progress.executions)
+                except Exception:  # a listener never stops the feed
+                    log.exception("read-model listener failed")
 
     # -- consumer thread ------------------------------------------------------------------------
 
@@ -316,6 +332,7 @@ class ReadModel:
         nothing moved."""
         batch = self.store.batch()
         applied = dropped = rows_applied = rows_dropped = 0
+        touched: set[str] = set()
         for message in messages:
             error = message.error()
             if error is not None:
@@ -327,12 +344,14 @@ class ReadModel:
                 if topic == self._changes_topic:
                     change = decode_value(self._change_codec, message)
                     origin = origin_of(change, message.headers(), _TRACE_NAMES)
+                    touched.add(change["execution_id"])
                     if batch.apply_change(change, origin):
                         applied += 1
                     else:
                         dropped += 1
                 else:
                     row = decode_value(self._snapshot_codec, message)
+                    touched.add(row["execution_id"])
                     if batch.apply_snapshot(row):
                         rows_applied += 1
                     else:
@@ -350,7 +369,7 @@ class ReadModel:
         batch.commit(moved)
         written.update(moved)
         self._written = dict(written)  # for sync() on the loop: replaced whole, so read whole
-        return Progress((applied, dropped), (rows_applied, rows_dropped))
+        return Progress((applied, dropped), (rows_applied, rows_dropped), frozenset(touched))
 
     def close(self) -> None:
         if self._thread is not None:

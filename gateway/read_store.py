@@ -10,6 +10,8 @@ that no id is a prefix of another; `C` is created_at in micros, 20 digits):
   create's correlation id and trace context;
 - `t` E ticket_id: one ticket, its position (6 digits) then its rendered JSON;
 - `l` E seq (12 digits): one lifecycle row, rendered JSON;
+- `k` E seq (12 digits): what caused the rows from seq on (the state change that carried them):
+  its cause (`COMMAND` command id or `ORDER_EVENT` event id) and correlation id, for the console;
 - `c` C execution_id: the list index (newest first by reverse iteration), value the status;
   `p` proposal_id C execution_id (proposal id length-prefixed) the same per proposal;
   `s` status NUL C execution_id the same per status;
@@ -47,7 +49,7 @@ from gateway.views import event_view, header_view, summary_view, ticket_view
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # of the stored layout; another value rebuilds the store
+FORMAT = 2  # of the stored layout; another value rebuilds the store (2: the `k` cause rows)
 _META = b"\x00meta"
 _COUNT = b"\x00count"
 _OFFSET = b"\x00off"
@@ -90,6 +92,10 @@ def _proposal_prefix(proposal_id: str) -> bytes:
 
 def _status_prefix(status: str) -> bytes:
     return b"s" + status.encode("ascii") + b"\x00"
+
+
+def _cause_key(execution_id: str, seq: int) -> bytes:
+    return b"k" + _eid(execution_id) + b"%012d" % seq
 
 
 def _offset_key(topic: str, partition: int) -> bytes:
@@ -304,6 +310,28 @@ class ReadStore:
             iterator.next()
         return rows, False
 
+    def causes(self, execution_id: str, lowest: int, highest: int) -> list[tuple[int, dict[str, Any]]]:
+        """What caused the lifecycle rows `lowest`..`highest`: (first row seq, cause) of each state
+        change that carried some of them, ascending (rows from a table row alone have none)."""
+        try:
+            prefix = b"k" + _eid(execution_id)
+        except UnusableRecord:
+            return []
+        found: list[tuple[int, dict[str, Any]]] = []
+        iterator = self._db.snapshot().iter()
+        iterator.seek_for_prev(prefix + b"%012d" % highest)
+        while iterator.valid():
+            key = iterator.key()
+            if not key.startswith(prefix):
+                break
+            seq = int(key[len(prefix):])
+            found.append((seq, orjson.loads(iterator.value())))
+            if seq <= lowest:
+                break
+            iterator.prev()
+        found.reverse()
+        return found
+
     def page(
         self,
         *,
@@ -462,6 +490,10 @@ class StoreBatch:
             self._writes[_row_key(execution_id, row["seq"])] = orjson.dumps(event_view(row))
             if row["seq"] > header["rows"]:
                 header["rows"] = row["seq"]
+        if rows:
+            cause = change.get("cause") or {}
+            self._writes[_cause_key(execution_id, min(row["seq"] for row in rows))] = orjson.dumps(
+                {"kind": cause.get("kind"), "id": cause.get("id"), "correlation_id": change.get("correlation_id")})
         if origin is not None:
             held = Origin.from_json(header.get("origin"))
             if (origin.from_create and not held.from_create) or held == NO_ORIGIN:

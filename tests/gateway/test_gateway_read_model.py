@@ -24,7 +24,7 @@ from gateway.app import create_app
 from gateway.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor, filters_digest
 from gateway.models import Execution, ExecutionEventPage, ExecutionPage
 from gateway.read_model import StateDir, StateDirError
-from gateway.read_store import ReadStore
+from gateway.read_store import FORMAT, ReadStore
 from gateway.views import event_view, header_view, ticket_view
 from testkit.gateway_fakes import (
     AUTH,
@@ -241,7 +241,7 @@ def test_store_reopened_holds_what_was_written_and_the_offsets_written_with_it(s
     reopened = ReadStore(store_dir / "db")
     try:
         assert reopened.offsets() == {("execution-state-changes", 0): len(changes), ("execution-snapshots", 1): 1}
-        assert reopened.identity() == {"format": 1, "cluster_id": "c", "topics": {}}
+        assert reopened.identity() == {"format": FORMAT, "cluster_id": "c", "topics": {}}
         assert reopened.count() == 1
         assert whole(reopened, "exec_r") == before == expected(changes)
         reopened.reset({"format": 1, "cluster_id": "other", "topics": {}}, "another cluster")

@@ -11,9 +11,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -230,6 +232,23 @@ class TracingOms(ExecutionOms):
                                          headers=trace)
         harness.producer.flush(10)
         return len(new)
+
+
+@contextmanager
+def running_stack(bootstrap: str, base_dir: Path, **config_overrides: Any) -> Iterator[Stack]:
+    """One processor (in a thread) and one gateway on a loopback port, stopped on exit; tests
+    sharing it isolate themselves by their own proposal ids and idempotency keys."""
+    harness = ProcessorHarness(bootstrap, base_dir)
+    gateway = None
+    try:
+        processor = harness.start("p1")
+        gateway = LiveGateway(gateway_config(harness, **config_overrides))
+        gateway.wait_ready()
+        yield Stack(harness, gateway, Client(gateway.url), processor)
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        harness.close()
 
 
 def order_events_reader(harness: ProcessorHarness) -> TopicReader:

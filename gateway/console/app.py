@@ -274,6 +274,8 @@ class Console:
         return rows
 
     def _attach_causes(self, execution_id: str, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            row["cause"] = None
         causes_of = getattr(self.read_model, "causes", None)
         if not rows or causes_of is None:
             return

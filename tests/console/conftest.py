@@ -9,27 +9,19 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from testkit.browser import headless_chromium
-from testkit.gateway import Client, LiveGateway, Stack, gateway_config
-from testkit.processor import ProcessorHarness
+from testkit.gateway import Stack, running_stack
 
 
 @pytest.fixture(scope="session")
 def console_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    harness = ProcessorHarness(kafka_bootstrap, tmp_path_factory.mktemp("console-stack"))
-    gateway = None
-    try:
-        processor = harness.start("p1")
-        gateway = LiveGateway(gateway_config(harness))
-        gateway.wait_ready()
-        yield Stack(harness, gateway, Client(gateway.url), processor)
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        harness.close()
+    with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("console-stack")) as running:
+        yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Per module: Playwright's sync API holds an event loop on the main thread while it runs, and
+    tests after these (asyncio.run in the gateway's tests) need the thread without one."""
     with headless_chromium() as chromium:
         yield chromium
 

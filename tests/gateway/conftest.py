@@ -7,22 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from testkit.gateway import Client, LiveGateway, Stack, gateway_config
-from testkit.processor import ProcessorHarness
+from testkit.gateway import Stack, running_stack
 
 
 @pytest.fixture(scope="session")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One processor and one gateway for the end-to-end tests; tests isolate themselves by
     using their own proposal ids and idempotency keys."""
-    harness = ProcessorHarness(kafka_bootstrap, tmp_path_factory.mktemp("gateway-stack"))
-    gateway = None
-    try:
-        processor = harness.start("p1")
-        gateway = LiveGateway(gateway_config(harness))
-        gateway.wait_ready()
-        yield Stack(harness, gateway, Client(gateway.url), processor)
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        harness.close()
+    with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("gateway-stack")) as running:
+        yield running

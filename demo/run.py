@@ -376,6 +376,8 @@ def keep_running(demo: Demo) -> None:
     print(f"  export TOPIC_APPROVED_PROPOSALS={demo.topics.approved_proposals}")
     print("  curl -sS -H \"Authorization: Bearer $GATEWAY_TOKEN\" \"$GATEWAY_URL/rebalance/executions\"")
     print("  .venv/bin/python -m status_consumer --from-beginning")
+    print(f"operator console: http://127.0.0.1:{demo.gateway_port}/console/ (sign in with the token above,")
+    print("  $GATEWAY_TOKEN; docs/console.md)")
     while not stop.is_set():
         demo.services.check_alive()
         stop.wait(0.5)

@@ -201,6 +201,10 @@ def create_app(config: GatewayConfig, *, backend: Backend | None = None, metrics
             feed = DeadLetterFeed(config.kafka, config.topics,
                                   f"{config.application_id}-gateway-{config.instance_id}-dead-letters",
                                   config.console_dead_letters)
+
+        async def to_console(_request: web.Request) -> web.StreamResponse:
+            raise web.HTTPSeeOther(f"{PREFIX}/")
+        router.add_get(PREFIX, to_console, name=f"{CONSOLE_ROUTE_PREFIX}redirect", allow_head=False)  # before the sub-app
         app.add_subapp(PREFIX, create_console(handlers, dead_letters=feed))
 
     start = getattr(backend, "start", None)

@@ -8,8 +8,8 @@ import schemathesis
 from aiohttp.test_utils import TestClient
 
 from gateway import models
-from gateway.console.app import CONSOLE_ROUTE_PREFIX
 from gateway.app import create_app
+from gateway.console.app import CONSOLE_ROUTE_PREFIX
 from gateway.openapi import openapi_document
 from gateway.problems import Problems
 from gateway.views import execution_view, header_view, summary_view

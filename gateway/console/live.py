@@ -66,6 +66,9 @@ class ChangeHub:
         self.closed = True
         for subscription in self._subscribers:
             subscription.closed.set()
+            while not subscription.queue.empty():  # wake the stream now, not at its next keep-alive
+                subscription.queue.get_nowait()
+            subscription.queue.put_nowait(None)
 
 
 class HubFull(Exception):

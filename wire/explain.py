@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from wire.decimals import LOGICAL_TYPE, is_wire_decimal
 
 Problem = tuple[str, str]  # (field path, reason)
+Schema = dict[str, Any]  # a parsed Avro schema object ({"type": ..., ...}), as JSON
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "null": (type(None),),
@@ -23,7 +25,7 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def find_problem(definitions: Mapping[str, dict], schema: object, value: object, path: str = "") -> Problem | None:
+def find_problem(definitions: Mapping[str, Schema], schema: object, value: object, path: str = "") -> Problem | None:
     """(path, reason) of the first mismatch between value and schema, or None if it matches."""
     if isinstance(schema, str):
         schema = definitions.get(schema) or {"type": schema}
@@ -56,7 +58,7 @@ def find_problem(definitions: Mapping[str, dict], schema: object, value: object,
     return None
 
 
-def _record(definitions: Mapping[str, dict], schema: dict, value: object, path: str) -> Problem | None:
+def _record(definitions: Mapping[str, Schema], schema: Schema, value: object, path: str) -> Problem | None:
     if not isinstance(value, Mapping):
         return path, f"expected a mapping for {_short(schema)}, got {_show(value)}"
     fields = schema["fields"]
@@ -76,7 +78,7 @@ def _record(definitions: Mapping[str, dict], schema: dict, value: object, path: 
     return None
 
 
-def _union(definitions: Mapping[str, dict], branches: list, value: object, path: str) -> Problem | None:
+def _union(definitions: Mapping[str, Schema], branches: list[Any], value: object, path: str) -> Problem | None:
     candidates = [b for b in branches if b != "null"] if value is not None else branches
     problems = []
     for branch in candidates:
@@ -98,7 +100,7 @@ def _union(definitions: Mapping[str, dict], branches: list, value: object, path:
     return path, f"expected {names}, got {_show(value)}"
 
 
-def _short(schema: dict) -> str:
+def _short(schema: Schema) -> str:
     return str(schema.get("name", schema["type"])).rpartition(".")[2]
 
 

@@ -16,6 +16,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from kafka_client.records import coordinates
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -78,7 +80,8 @@ def main() -> None:
                     break
                 except BufferError:
                     producer.poll(0.05)
-            offsets[(m.topic(), m.partition())] = m.offset() + 1
+            topic, partition, offset = coordinates(m)
+            offsets[(topic, partition)] = offset + 1
         if open_since is not None and (len(messages) < args.batch_size or time.monotonic() - open_since >= interval):
             commit()
             if args.result and first_at is not None and all(committed[k] >= e for k, e in ends.items()):

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 import testkit.streams as sf  # the tests' realistic stream generator
 from bench import history as hist
@@ -61,6 +61,7 @@ from bench.harness import (
 )
 from bench.peer_fold import seed_line
 from execution_domain import OrderEventType
+from kafka_client.topics import NewTopic
 from local_kafka.broker import free_loopback_port
 from local_kafka.select import kafka_broker
 from processor.runtime.store import PartitionStore

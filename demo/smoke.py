@@ -11,17 +11,20 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
+from kafka_client.records import decode_value
+from kafka_client.topics import NewTopic
 from local_kafka.select import kafka_broker
 from wire import serde
 from wire.examples import SAMPLES
 from wire.topics import TOPICS
 
 
-def first_example(schema_name: str) -> dict:
+def first_example(schema_name: str) -> dict[str, Any]:
     return next(record for name, _, record in SAMPLES if name == schema_name)
 
 
@@ -46,17 +49,14 @@ def run(bootstrap: str) -> int:
             "bootstrap.servers": bootstrap, "group.id": f"{prefix}reader", "isolation.level": "read_committed",
         })
         consumer.assign([TopicPartition(name, 0, 0) for name in names.values()])
-        received = {}
+        received: dict[str, dict[str, Any]] = {}
         deadline = time.monotonic() + 30
         while len(received) < len(names) and time.monotonic() < deadline:
             for message in consumer.consume(10, timeout=1):
                 if message.error():
                     continue
                 topic = next(t for t in TOPICS if names[t.kind] == message.topic())
-                received[topic.kind] = serde.decode(
-                    topic.value_schema, message.value(),
-                    topic=message.topic(), partition=message.partition(), offset=message.offset(),
-                )
+                received[topic.kind] = decode_value(serde.codec(topic.value_schema), message)
         consumer.close()
     finally:
         for future in admin.delete_topics(list(names.values())).values():

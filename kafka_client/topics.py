@@ -12,7 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not in the stubs' __all__
+from confluent_kafka.admin import AdminClient
+
+# NewTopic is defined (and typed) in confluent_kafka.cimpl; confluent_kafka.admin imports it without
+# re-exporting it in its stubs. Imported from here by the rest of the code (`as`: an explicit re-export).
+from confluent_kafka.cimpl import NewTopic as NewTopic
 
 
 class TopicLayoutError(RuntimeError):

@@ -21,6 +21,8 @@ from confluent_kafka import Consumer, Producer
 
 from execution_domain import OrderEvent
 from gateway.webhook import SIGNATURE_HEADER, signature_header
+from kafka_client.records import decode_value, produce_headers
+from kafka_client.settings import ClientConfig
 from mock_oms.engine import MockOmsEngine
 from observability import tracing
 from wire import formats
@@ -37,7 +39,7 @@ Deliver = Callable[[OrderEvent, list[tuple[str, bytes]] | None], None]  # an eve
 class KafkaDelivery:
     """Publishes order events the way an OMS adapter does: keyed by execution_id, murmur2."""
 
-    def __init__(self, base_config: dict[str, object], topic: str) -> None:
+    def __init__(self, base_config: ClientConfig, topic: str) -> None:
         self._producer = Producer({**base_config, "partitioner": "murmur2_random", "enable.idempotence": True,
                                    "linger.ms": 2})
         self._topic = topic
@@ -47,7 +49,7 @@ class KafkaDelivery:
     def __call__(self, event: OrderEvent, trace: list[tuple[str, bytes]] | None = None) -> None:
         self._producer.produce(self._topic, key=event.execution_id.encode(),
                                value=self._codec.encode(translate.order_event_to_record(event)),
-                               headers=trace or None)
+                               headers=produce_headers(trace))
         self._producer.poll(0)
 
     def flush(self) -> None:
@@ -93,7 +95,7 @@ class WebhookDelivery:
 
 
 class MockOmsService:
-    def __init__(self, base_config: dict[str, object], *, tickets_topic: str, group_id: str,
+    def __init__(self, base_config: ClientConfig, *, tickets_topic: str, group_id: str,
                  engine: MockOmsEngine, deliver: Deliver) -> None:
         self._consumer = Consumer({
             **base_config, "group.id": group_id, "isolation.level": "read_committed",
@@ -122,8 +124,7 @@ class MockOmsService:
         for message in self._consumer.consume(100, timeout=wait):
             if message.error():
                 continue
-            instruction = self._instructions.decode(message.value(), topic=message.topic(),
-                                              partition=message.partition(), offset=message.offset())
+            instruction = decode_value(self._instructions, message)
             self.instructions_handled += 1
             trace = tracing.passed_on(message.headers())
             if trace:

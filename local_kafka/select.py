@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 from local_kafka.broker import LocalKafkaBroker, free_loopback_port
 
@@ -66,6 +67,17 @@ def apache_kafka_container_env(host_port: int) -> dict[str, str]:
     }
 
 
+def publish_on_loopback(ports: dict[str, int | None], container_port: int, host_port: int) -> None:
+    """Publish a container's port on 127.0.0.1:`host_port` only, in a container's `ports` mapping.
+
+    testcontainers' `with_bind_ports` takes a host port alone (which publishes on every interface;
+    4.15 fails on an (address, port) pair). The mapping goes to docker-py's `containers.create`,
+    whose (host address, port) value binds that address: testcontainers types it narrower.
+    """
+    bindings = cast("dict[str, tuple[str, int] | int | None]", ports)
+    bindings[f"{container_port}/tcp"] = ("127.0.0.1", host_port)
+
+
 @contextmanager
 def _container_broker() -> Iterator[KafkaEndpoint]:
     from testcontainers.core.container import DockerContainer
@@ -73,7 +85,8 @@ def _container_broker() -> Iterator[KafkaEndpoint]:
 
     image = os.environ.get(IMAGE_ENV, DEFAULT_IMAGE)
     host_port = free_loopback_port()
-    container = DockerContainer(image).with_bind_ports(9092, ("127.0.0.1", host_port))
+    container = DockerContainer(image)
+    publish_on_loopback(container.ports, 9092, host_port)
     for key, value in apache_kafka_container_env(host_port).items():
         container.with_env(key, value)
     with container:

@@ -21,3 +21,9 @@ def test_container_advertises_the_loopback_port_it_is_published_on() -> None:
     env = select.apache_kafka_container_env(41234)
     assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://127.0.0.1:41234"
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_container_port_published_on_loopback_only() -> None:
+    ports: dict[str, int | None] = {}
+    select.publish_on_loopback(ports, 9092, 41234)
+    assert ports == {"9092/tcp": ("127.0.0.1", 41234)}

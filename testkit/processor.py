@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from execution_domain import OrderEvent, execution_id_for_key, parse_artifact
+from kafka_client.records import coordinates, decode_value, produce_headers
 from kafka_client.settings import KafkaSettings
 from local_kafka.broker import die_with_parent
 from mock_oms.provider import MockExecutionProvider
@@ -48,12 +49,16 @@ DEFAULT_POLICY = {
 }
 ACTOR = {"requested_by": "advisor_001", "channel": "ADVISOR_APP"}
 
+T = TypeVar("T")
+
 
 def load_sample(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / f"{name}.json").read_text())
+    sample: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text())
+    return sample
 
 
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "") -> Any:
+def wait_until(predicate: Callable[[], T | None], timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "") -> T:
+    """The predicate's first truthy value, polled every `interval_s`; AssertionError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
@@ -71,15 +76,17 @@ def drain_until_quiet(poll: Callable[[float], int], quiet_s: float) -> None:
             last = time.monotonic()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _SingleObject:
-    schema: str
+    """A `wire.formats.ValueCodec` of `serde`'s, looked up on every call."""
 
-    def encode(self, record: dict[str, Any]) -> bytes:
-        return serde.encode(self.schema, record)
+    name: str  # the wire schema
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        return serde.encode(self.name, record)
 
     def decode(self, data: bytes, *, topic: str, partition: int, offset: int) -> dict[str, Any]:
-        return serde.decode(self.schema, data, topic=topic, partition=partition, offset=offset)
+        return serde.decode(self.name, data, topic=topic, partition=partition, offset=offset)
 
 
 class TopicReader:
@@ -106,11 +113,9 @@ class TopicReader:
             for message in messages:
                 if message.error():
                     continue
-                topic = message.topic()
+                topic, _, _ = coordinates(message)
                 self.raw[topic].append(message)
-                self.records[topic].append(self._codec(topic).decode(
-                    message.value(), topic=topic, partition=message.partition(), offset=message.offset(),
-                ))
+                self.records[topic].append(decode_value(self._codec(topic), message))
             return len(messages)
 
     def _codec(self, topic: str) -> formats.ValueCodec:
@@ -148,7 +153,7 @@ class RunningProcessor:
 class ProcessorProcess:
     """A processor in its own process, so that it can be killed with SIGKILL."""
 
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path
 
     def kill(self) -> None:
@@ -286,14 +291,15 @@ class ProcessorHarness:
                     if message.error() is None:
                         keys.add(message.key() or b"")
                     else:
-                        at_end.add(message.partition())
+                        at_end.add(cast(int, message.partition()))  # an end-of-partition event names it
             return keys
         finally:
             consumer.close()
 
     def produce(self, topic: str, key: str | bytes | None, value: bytes | None,
                 headers: list[tuple[str, bytes]] | None = None) -> None:
-        self.producer.produce(topic, key=key.encode() if isinstance(key, str) else key, value=value, headers=headers)
+        self.producer.produce(topic, key=key.encode() if isinstance(key, str) else key, value=value,
+                              headers=produce_headers(headers))
         self.producer.flush(10)
 
     def create(self, idempotency_key: str, proposal_id: str, version_no: int, *,
@@ -335,7 +341,7 @@ class ProcessorHarness:
             while True:
                 try:
                     self.producer.produce(self.topics.order_events, key=event.execution_id.encode(), value=value,
-                                          headers=headers)
+                                          headers=produce_headers(headers))
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self.producer.poll(0.1)

@@ -51,6 +51,7 @@ from execution_domain import (
 from execution_domain.events import NO_DETAILS
 from execution_domain.proposal import seal_artifact
 from execution_domain.tickets import generate_tickets
+from kafka_client.records import coordinates
 from processor.create_request import CreateRequest
 from processor.runtime.restore import restore_consumer_config, restore_store
 from processor.runtime.store import PartitionStore
@@ -112,12 +113,14 @@ def create_all(harness: ProcessorHarness, planned: list[PlannedExecution], timeo
         harness.publish_proposal(plan.raw)
     wait_until(lambda: committed_key_count(harness.bootstrap, harness.topics.proposals_changelog, b"p/")
                >= len(planned), timeout_s, 0.5, what="every proposal stored by the processors")
+    created = []
     for plan in planned:
         plan.command_id = harness.create(plan.key, plan.raw["proposal_id"], plan.raw["version_no"])
         # What ProcessorHarness.create stamps on the command it just produced.
         plan.issued_at = T0 + timedelta(seconds=harness._commands)
-    for plan in planned:
-        result = harness.result(plan.command_id, timeout_s)
+        created.append((plan, plan.command_id))
+    for plan, command_id in created:
+        result = harness.result(command_id, timeout_s)
         assert result["outcome"] == "CREATED", result
         assert result["execution_id"] == plan.execution_id
         assert result["execution"]["created_at"] == plan.issued_at
@@ -220,7 +223,7 @@ class Expected:
 
 @dataclass(frozen=True)
 class _Cause:
-    kind: str
+    kind: translate.CauseKind
     id: str
     correlation_id: str | None
     at: datetime
@@ -325,7 +328,8 @@ class CommittedReader:
             messages = self._consumer.consume(2000, timeout=timeout_s if got == 0 else 0.05)
             for m in messages:
                 if m.error() is None:
-                    self.records[m.topic()].append((m.partition(), m.offset(), m.key(), m.value()))
+                    topic, partition, offset = coordinates(m)
+                    self.records[topic].append((partition, offset, m.key(), m.value()))
                     got += 1
             if not messages:
                 return got
@@ -440,8 +444,13 @@ class EventStream:
         assert self.sent == len(self._events)
 
 
-def _decode_change(value: bytes) -> dict[str, Any]:
-    return serde.decode("ExecutionStateChange", value, topic="state-changes", partition=0, offset=0)
+def _decode(schema: str, value: bytes | None, topic: str) -> dict[str, Any]:
+    """A record value read back (a tombstone fails as an empty value would: DecodeError)."""
+    return serde.decode(schema, value or b"", topic=topic, partition=0, offset=0)
+
+
+def _decode_change(value: bytes | None) -> dict[str, Any]:
+    return _decode("ExecutionStateChange", value, "state-changes")
 
 
 def wait_until_folded(reader: CommittedReader, harness: ProcessorHarness, reference: Reference, timeout_s: float) -> None:
@@ -484,7 +493,7 @@ def check_outputs(reader: CommittedReader, harness: ProcessorHarness, reference:
             if value != want:
                 actual, wanted = _decode_change(value), _decode_change(want)
                 diff = [k for k in wanted if actual.get(k) != wanted[k]]
-                detail = {k: (actual.get(k), wanted[k]) for k in diff if k != "execution"}
+                detail: dict[str, Any] = {k: (actual.get(k), wanted[k]) for k in diff if k != "execution"}
                 if "execution" in diff:
                     detail["execution"] = [k for k in wanted["execution"]
                                            if actual["execution"].get(k) != wanted["execution"][k]]
@@ -493,9 +502,9 @@ def check_outputs(reader: CommittedReader, harness: ProcessorHarness, reference:
         view = ExecutionView(eid)
         for value in got:
             view.apply_change(_decode_change(value))
-        want = _decode_snapshot(serde.encode("ExecutionSnapshot", translate.snapshot_record(expected.execution)))
+        summary = _decode_snapshot(serde.encode("ExecutionSnapshot", translate.snapshot_record(expected.execution)))
         folded = {**view.header, "tickets": list(view.tickets.values()), "events": [], "content": "SUMMARY"}
-        if folded != want:
+        if folded != summary:
             problems.append(f"{eid}: the changes folded (wire.views) differ from the reference execution's summary")
         if view.missing_events:
             problems.append(f"{eid}: lifecycle rows missing from the stream: {view.missing_events[:10]}")
@@ -509,7 +518,7 @@ def check_outputs(reader: CommittedReader, harness: ProcessorHarness, reference:
             problems.append(f"{eid}: the latest execution-snapshots row differs from the reference summary")
     assert not problems, "execution-snapshots table differs from the reference fold:\n" + "\n".join(problems[:30])
 
-    instructions = [i for i in (serde.decode("TicketInstruction", v, topic="t", partition=0, offset=0)
+    instructions = [i for i in (_decode("TicketInstruction", v, "t")
                                 for _, _, _, v in reader.records[topics.trade_tickets])
                     if i["execution_id"] not in ignore]
     submits = Counter(i["ticket"]["ticket_id"] for i in instructions if i["instruction"] == "SUBMIT")
@@ -523,14 +532,14 @@ def check_outputs(reader: CommittedReader, harness: ProcessorHarness, reference:
     cancels = [i for i in instructions if i["instruction"] != "SUBMIT"]
     assert not cancels, f"unexpected instructions: {cancels[:3]}"
 
-    dead = [serde.decode("DeadLetter", v, topic="d", partition=0, offset=0)
+    dead = [_decode("DeadLetter", v, "d")
             for _, _, _, v in reader.records[topics.dead_letters]]
     assert not dead, f"dead letters: {[(d['error_type'], d['reason']) for d in dead[:5]]}"
     return {"state_changes": sum(len(v) for v in changes.values()), "submits": sum(submits.values())}
 
 
-def _decode_snapshot(value: bytes) -> dict[str, Any]:
-    return serde.decode("ExecutionSnapshot", value, topic="execution-snapshots", partition=0, offset=0)
+def _decode_snapshot(value: bytes | None) -> dict[str, Any]:
+    return _decode("ExecutionSnapshot", value, "execution-snapshots")
 
 
 def _stored_executions(store: PartitionStore) -> dict[str, dict[str, Any]]:
@@ -555,7 +564,7 @@ def _expected_stored(expected: Expected) -> dict[str, Any]:
     execution = expected.execution
     entries = LogEntryCodec(lambda _: execution.definition)
     history = expected.history
-    return orjson.loads(orjson.dumps({
+    stored: dict[str, Any] = orjson.loads(orjson.dumps({
         "head": execution.to_primitive(),
         "definition": execution.definition.to_primitive(),
         "entries": {str(entry.seq): orjson.loads(entries.encode(entry)) for entry in expected.entries},
@@ -563,6 +572,7 @@ def _expected_stored(expected: Expected) -> dict[str, Any]:
         "reports": {f"{ticket_id}/{event_id}": [key.to_primitive() for key in keys]
                     for (ticket_id, event_id), keys in history.seen.items()},
     }))
+    return stored
 
 
 def _compare_stored(label: str, stored: dict[str, dict[str, Any]], reference: Reference) -> list[str]:
@@ -686,4 +696,9 @@ _RESTORED = re.compile(r"restored store executions/(\d+): (\d+) changelog record
 
 def parse_restores(lines: list[str]) -> list[tuple[int, int, int, int]]:
     """(partition, records, from_offset, end_offset) of each 'restored store' line."""
-    return [tuple(map(int, m.groups())) for line in lines if (m := _RESTORED.search(line))]
+    restores = []
+    for line in lines:
+        if m := _RESTORED.search(line):
+            partition, records, from_offset, end_offset = map(int, m.groups())
+            restores.append((partition, records, from_offset, end_offset))
+    return restores

@@ -70,7 +70,7 @@ class StreamLoop:
         new_producer: Callable[[], Producer] | None = None,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
+        self._producer: Producer | None = producer  # None only while _replace_producer replaces it
         self._new_producer = new_producer  # a fresh transactional producer (same transactional.id)
         self._state = state
         self._settings = settings
@@ -122,7 +122,8 @@ class StreamLoop:
         finally:
             self._consumer.close()  # revokes (nothing open to commit) and leaves the group
             self._state.close()
-            self._producer.flush(5)
+            if self._producer is not None:  # None: stopped while replacing it
+                self._producer.flush(5)
             # Drop the clients: librdkafka's threads end when the handles are collected.
             del self._producer, self._consumer
 
@@ -141,7 +142,7 @@ class StreamLoop:
             messages = self._consumer.consume(1, timeout=self._settings.poll_timeout_s)
             if messages and size > 1:
                 rebalances = self._rebalances
-                more = self._consumer.consume(size - 1, timeout=0)
+                more: list[Message] = self._consumer.consume(size - 1, timeout=0)
                 if self._rebalances != rebalances:
                     # The rebalance was served between the two calls: the first record predates it
                     # (librdkafka only drops stale records within one call). Eager rebalancing reset
@@ -152,6 +153,8 @@ class StreamLoop:
 
     def _process(self, messages: list[Message]) -> None:
         if self._txn is None:
+            if self._producer is None:  # _replace_producer sets a new one or raises
+                raise RuntimeError("no transactional producer")
             self._txn = KafkaTransaction(self._producer, timeout_s=self._settings.transaction_timeout_s)
             self._txn_started = time.monotonic()
             self._txn_records = 0
@@ -274,9 +277,10 @@ class StreamLoop:
         aborts its transaction once the broker answers. Each attempt is bounded; stop is honoured."""
         if self._new_producer is None:
             raise RuntimeError("the transaction could not be aborted and no producer factory was given")
-        old, self._producer = self._producer, None  # type: ignore[assignment]
+        old, self._producer = self._producer, None
         try:
-            old.purge(in_queue=True, in_flight=True)
+            if old is not None:
+                old.purge(in_queue=True, in_flight=True)
         except Exception as error:  # the old handle is dropped either way
             log.debug("purge of the replaced producer failed: %s", error)
         del old

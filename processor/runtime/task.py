@@ -22,7 +22,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from confluent_kafka import KafkaError, KafkaException, Message
 from opentelemetry.trace import SpanKind, Tracer
@@ -50,7 +50,7 @@ RECORD_LEVEL_ERRORS = frozenset({
 })
 
 
-def record_level(error: KafkaError | None) -> bool:
+def record_level(error: KafkaError | None) -> TypeGuard[KafkaError]:
     return error is not None and error.code() in RECORD_LEVEL_ERRORS
 
 
@@ -278,16 +278,19 @@ class Task:
     def _delivery(self, where: Coordinates) -> DeliveryCallback:
         def delivered(error: KafkaError | None, _: Message) -> None:
             if record_level(error):
-                self._refused.setdefault(where, _describe(error))  # type: ignore[arg-type]
+                self._refused.setdefault(where, _describe(error))
         return delivered
 
     def _blame(self, store_key: bytes) -> DeliveryCallback:
         """The delivery callback of a record that follows from a store key's value (changelog, table row)."""
         def delivered(error: KafkaError | None, _: Message) -> None:
-            writer = self._writers.get(store_key)
-            if writer is not None and record_level(error):
-                self._refused.setdefault(writer, f"a record its state wrote was refused: {_describe(error)}")  # type: ignore[arg-type]
+            self._blame_writer(store_key, error)
         return delivered
+
+    def _blame_writer(self, store_key: bytes, error: KafkaError | None) -> None:
+        writer = self._writers.get(store_key)
+        if writer is not None and record_level(error):
+            self._refused.setdefault(writer, f"a record its state wrote was refused: {_describe(error)}")
 
     # -- commit -----------------------------------------------------------------------------
 
@@ -298,7 +301,7 @@ class Task:
             self._processor.prepare_commit(txn, self._blame)
         for kv in self.stores:
             kv.flush(self._staged)
-        self._staged.produce_changelog(txn, on_refused=lambda key, error: self._blame(key)(error, None))  # type: ignore[arg-type]
+        self._staged.produce_changelog(txn, on_refused=self._blame_writer)
 
     def post_commit(self) -> None:
         """The transaction committed: RocksDB and the checkpoint follow the changelog."""

@@ -136,7 +136,7 @@ class KafkaTransaction:
             except KafkaException as refused:
                 error = refused.args[0] if refused.args else None
                 if on_delivery is not None and isinstance(error, KafkaError):
-                    on_delivery(error, _NotSent(topic, key, value))  # type: ignore[arg-type]
+                    on_delivery(error, cast(Message, _NotSent(topic, key, value)))  # Message's accessors, duck-typed
                 raise
         self.records_produced += 1
 

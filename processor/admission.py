@@ -44,13 +44,14 @@ class ProposalsProcessor:
         self._outputs = Outputs(topics, context.journal, codecs)
         self._approved_proposal = codecs["approved-proposals"]
         self._admission_request = codecs["admission-requests"]
-        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it
+        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it. A version is read at
+        # its executions' admissions (shortly after it is published, rarely later): a small cache.
         self.proposals: KeyValueStore[ProposalArtifact] = KeyValueStore(
             "proposals", b"p/", ArtifactCodec(), context.store, context.journal,
-            max_cached_bytes=context.cache_bytes * 8 // 10)
+            max_cached_bytes=context.cache_bytes // 10)
         self.reservations: KeyValueStore[Reservation] = KeyValueStore(
             "reservations", b"r/", ReservationCodec(), context.store, context.journal,
-            max_cached_bytes=context.cache_bytes * 2 // 10)
+            max_cached_bytes=context.cache_bytes // 20)
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:

@@ -123,6 +123,14 @@ class ExecutionStores:
         return (self.definitions, self.heads, self.entries, self.fills, self.reports, self.unrouted, self.commands,
                 self.admissions)
 
+    def settle(self, execution: Execution) -> None:
+        """A complete execution (every ticket terminal) is rarely read again (a late duplicate
+        report at most): its decoded head and definition leave the caches, so memory follows the
+        executions still working, not every execution seen (the soak in docs/benchmarks.md)."""
+        if execution.is_complete:
+            self.heads.uncache(execution.execution_id)
+            self.definitions.uncache(execution.execution_id)
+
     def load(self, execution_id: str) -> Execution | None:
         """The execution's head (an execution stored whole by the first release is split up first)."""
         try:
@@ -328,6 +336,7 @@ class ExecutionsProcessor:
                                   "every ticket is filled, cancelled or rejected"))
         else:  # ACCEPTED, or ALREADY_PENDING / ALREADY_HANDLED: answered like the first cancel
             self._answer(waiter, "CANCEL_ACCEPTED", execution_id=execution_id, execution=execution)
+        self.state.settle(execution)
 
     # -- order events from OMS adapters ------------------------------------------------
 
@@ -347,7 +356,7 @@ class ExecutionsProcessor:
                 "external_order_id": event.external_order_id, "correlation_id": cause.correlation_id,
             })
         history = StoredHistory(self.state, execution.execution_id)
-        self._publish(apply_order_event(execution, event, history), cause, history)
+        self.state.settle(self._publish(apply_order_event(execution, event, history), cause, history))
 
     # -- outputs of an outcome ---------------------------------------------------------
 

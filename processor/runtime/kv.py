@@ -68,6 +68,7 @@ class KeyValueStore(Generic[T]):
         self._clean_bytes = 0
         self._dirty: dict[str, T | Marker] = {}  # written by records of the open transaction
         self._sizes: dict[str, int] = {}  # encoded size of the dirty values, once flushed
+        self._uncached: set[str] = set()  # keys not to cache when the open transaction commits
 
     def __repr__(self) -> str:
         return f"KeyValueStore({self.name!r}, {self._store.path})"
@@ -97,6 +98,13 @@ class KeyValueStore(Generic[T]):
     def delete(self, key: str) -> None:
         self._journal.write(self, key, Marker.DELETED)
 
+    def uncache(self, key: str) -> None:
+        """Keep `key`'s decoded value out of memory: it is not expected to be read again soon (e.g.
+        a complete execution). Dropped from the cache now and not cached when the open transaction
+        commits; a later read decodes it from RocksDB again."""
+        self._forget(key)
+        self._uncached.add(key)
+
     # -- what the task and the journal call ------------------------------------------------
 
     def keep(self, key: str, value: T | Marker) -> None:
@@ -116,23 +124,26 @@ class KeyValueStore(Generic[T]):
 
     def committed(self) -> None:
         for key, value in self._dirty.items():
-            if value is Marker.DELETED:
+            if value is Marker.DELETED or key in self._uncached:
                 self._forget(key)
             else:
                 self._remember(key, value, self._sizes.get(key, 0))  # type: ignore[arg-type]
         self._dirty.clear()
         self._sizes.clear()
+        self._uncached.clear()
 
     def aborted(self) -> None:
         """The open transaction's writes are gone; committed values stay valid (they are immutable)."""
         self._dirty.clear()
         self._sizes.clear()
+        self._uncached.clear()
 
     def clear_cache(self) -> None:
         self._clean.clear()
         self._clean_bytes = 0
         self._dirty.clear()
         self._sizes.clear()
+        self._uncached.clear()
 
     def written(self) -> list[tuple[str, T]]:
         """The values written (not deleted) in the open transaction, by key."""

@@ -49,7 +49,8 @@ class StoreMemory:
 
     Bounded per store: memtables of `write_buffer_bytes`, at most `write_buffers` of them (the
     changelog, not RocksDB's WAL, is the source of truth, and values are written once per
-    transaction); and one block cache of `block_cache_bytes` shared by every store of the instance."""
+    transaction); and one block cache of `block_cache_bytes` shared by every store of the instance.
+    Bloom filters (10 bits per key) let a lookup of a key that is not there skip the files."""
 
     def __init__(self, block_cache_bytes: int = 32 * 1024 * 1024, write_buffer_bytes: int = 8 * 1024 * 1024,
                  write_buffers: int = 2) -> None:
@@ -64,6 +65,10 @@ class StoreMemory:
         options.set_max_write_buffer_number(self._write_buffers)
         table = BlockBasedOptions()
         table.set_block_cache(self._block_cache)
+        # Most point lookups miss: a new fill id or event id is looked up before it is written once.
+        # Without a filter each miss reads a block of every L0 file and level it could be in, which
+        # grows with an execution's history (the history section of docs/benchmarks.md).
+        table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
         return options
 

@@ -94,6 +94,9 @@ class Notes:
             self._journal.produce(OutputRecord("out", f"{key}={arg}".encode(), message.key()))
         elif command == "append":  # read-your-writes: the value as the previous records left it
             self.notes.put(key, (self.notes.get(key) or "") + arg)
+        elif command == "put-and-settle":  # written, and not expected to be read again soon
+            self.notes.put(key, arg)
+            self.notes.uncache(key)
         elif command == "put-then-fail":
             self.notes.put(key, arg)
             self._journal.produce(OutputRecord("out", f"{key}={arg}".encode(), message.key()))
@@ -171,6 +174,20 @@ def test_task_later_records_read_earlier_writes_and_each_key_is_written_once_at_
 
     assert [(topic, key, value) for topic, key, value in txn.produced] == [("changelog", b"n/k", b"xyz")]
     assert store.get(b"n/k") == b"xyz" and store.changelog_next_offset == 11
+
+
+def test_store_value_uncached_in_its_transaction_is_committed_but_not_kept_decoded(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    txn = RecordingTxn()
+    task.process(record(0, "a", "put kept"), txn)  # type: ignore[arg-type]
+    task.process(record(1, "b", "put-and-settle done"), txn)  # type: ignore[arg-type]
+    notes = task.stores[0]
+    assert notes.get("b") == "done"  # read-your-writes holds until the commit
+
+    commit(task, txn)
+
+    assert notes.cached == 1 and store.get(b"n/b") == b"done"  # only "a" stays decoded in memory
+    assert notes.get("b") == "done" and notes.cached == 2  # read again from RocksDB when asked
 
 
 def test_task_abort_forgets_the_transactions_writes_and_keeps_committed_state(store: PartitionStore) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from kafka_client.settings import ClientConfigError, KafkaSettings
 
@@ -69,7 +69,7 @@ def client_settings_problems(kafka: KafkaSettings) -> list[str]:
     return problems
 
 
-def admin_config(kafka: KafkaSettings) -> dict[str, object]:
+def admin_config(kafka: KafkaSettings) -> dict[str, Any]:  # the logger is an object, not a librdkafka scalar
     return {**kafka.base_config(), "logger": KAFKA_LOG}
 
 
@@ -107,7 +107,7 @@ class PartitionOffsets:
     query waits behind the fetch's long poll, `fetch.wait.max.ms`.)"""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self.admin = AdminClient(admin_config(kafka))  # type: ignore[arg-type]  # logger is an object
+        self.admin = AdminClient(admin_config(kafka))
 
     def _ask(self, partitions: list[TopicPartition], spec: OffsetSpec, timeout_s: float) -> dict[tuple[str, int], Any]:
         futures = self.admin.list_offsets({TopicPartition(tp.topic, tp.partition): spec for tp in partitions},
@@ -119,16 +119,16 @@ class PartitionOffsets:
 
     def ends_async(self, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], Any]:
         """`ends`, as concurrent futures of ListOffsetsResultInfo (does not block)."""
-        return self._ask(partitions, OffsetSpec.latest(), timeout_s)  # type: ignore[no-untyped-call]
+        return self._ask(partitions, OffsetSpec.latest(), timeout_s)
 
     def ends(self, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
         """Each partition's last stable offset: where a read_committed consumer that has read
         everything committed so far stands."""
-        return self._query(partitions, OffsetSpec.latest(), timeout_s)  # type: ignore[no-untyped-call]
+        return self._query(partitions, OffsetSpec.latest(), timeout_s)
 
     def firsts(self, partitions: list[TopicPartition], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
         """Each partition's first offset held (after retention)."""
-        return self._query(partitions, OffsetSpec.earliest(), timeout_s)  # type: ignore[no-untyped-call]
+        return self._query(partitions, OffsetSpec.earliest(), timeout_s)
 
 
 def retrying(call: Callable[[], Any], stopped: Callable[[], bool], attempts: int | None = None) -> Any:

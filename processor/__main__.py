@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import os
@@ -16,8 +17,22 @@ from processor import config as processor_config
 from processor.app import ProcessorApp
 from processor.runtime.store import StateDirLocked
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def bound_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives threads that allocate (librdkafka's, RocksDB's) arenas of their own, up to eight
+    per core, and hands little of them back: RSS creeps up under steady load. The loop is one thread;
+    two arenas serve it and the libraries' threads (the soak in docs/benchmarks.md). Called before any
+    thread starts; does nothing where libc has no mallopt (not glibc)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        pass
+
 
 def main(argv: list[str] | None = None) -> int:
+    bound_malloc_arenas()
     try:
         config = processor_config.load(argv)
         app_module.producer_config(config), app_module.consumer_config(config)  # refused settings fail here

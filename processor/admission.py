@@ -44,14 +44,16 @@ class ProposalsProcessor:
         self._outputs = Outputs(topics, context.journal, codecs)
         self._approved_proposal = codecs["approved-proposals"]
         self._admission_request = codecs["admission-requests"]
-        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it. A version is read at
-        # its executions' admissions (shortly after it is published, rarely later): a small cache.
+        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it. A version is read when
+        # it is published again and at its executions' admissions, shortly after it is published and
+        # rarely later, and a decoded artifact takes several times its encoded size: a small cache
+        # (a larger one only grew with every version seen: the soak in docs/benchmarks.md).
         self.proposals: KeyValueStore[ProposalArtifact] = KeyValueStore(
             "proposals", b"p/", ArtifactCodec(), context.store, context.journal,
-            max_cached_bytes=context.cache_bytes // 10)
+            max_cached_bytes=context.cache_bytes // 32)
         self.reservations: KeyValueStore[Reservation] = KeyValueStore(
             "reservations", b"r/", ReservationCodec(), context.store, context.journal,
-            max_cached_bytes=context.cache_bytes // 20)
+            max_cached_bytes=context.cache_bytes // 32)
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:

@@ -137,8 +137,8 @@ _FLAGS: dict[str, tuple[str, str]] = {
     "dead_letter_value_limit": ("--dead-letter-value-limit", "largest original value copied into a dead letter, "
                                                              "bytes; larger ones are referenced by "
                                                              "topic/partition/offset and sha256 (default 262144)"),
-    "cache_mb": ("--cache-mb", "decoded state (execution heads, definitions) each partition's task may keep in "
-                               "memory, MiB (default 32)"),
+    "cache_mb": ("--cache-mb", "decoded state (heads and definitions of executions still working) each "
+                               "partition's task may keep in memory, MiB counted by encoded size (default 32)"),
     "trace_exporter": ("--trace-exporter", "span exporter: none, console or otlp (default none)"),
 }
 

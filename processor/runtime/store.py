@@ -49,10 +49,11 @@ class StoreMemory:
 
     Bounded per store: memtables of `write_buffer_bytes`, at most `write_buffers` of them (the
     changelog, not RocksDB's WAL, is the source of truth, and values are written once per
-    transaction); and one block cache of `block_cache_bytes` shared by every store of the instance.
-    Bloom filters (10 bits per key) let a lookup of a key that is not there skip the files."""
+    transaction); and one block cache of `block_cache_bytes` shared by every store of the instance
+    (the decoded caches of the tasks serve the hot reads; this one serves what they miss). Bloom
+    filters (10 bits per key) let a lookup of a key that is not there skip the files."""
 
-    def __init__(self, block_cache_bytes: int = 32 * 1024 * 1024, write_buffer_bytes: int = 8 * 1024 * 1024,
+    def __init__(self, block_cache_bytes: int = 8 * 1024 * 1024, write_buffer_bytes: int = 4 * 1024 * 1024,
                  write_buffers: int = 2) -> None:
         self._block_cache = Cache(block_cache_bytes)
         self._write_buffer_bytes = write_buffer_bytes

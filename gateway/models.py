@@ -303,6 +303,8 @@ class LifecycleEvent(_Response):
     to_state: str | None
     reason: str | None
     occurred_at: datetime
+    source: str | None = Field(None, description="The reporting OMS or adapter (OrderEvent.source) of the order "
+                                                 "event the row applied; null for rows caused by a command.")
 
 
 class _ExecutionHeader(_Response):

@@ -110,6 +110,7 @@ def event_view(event: Mapping[str, Any]) -> dict[str, Any]:
         "to_state": event.get("to_state"),
         "reason": event.get("reason"),
         "occurred_at": format_timestamp(event["occurred_at"]),
+        "source": event.get("source"),  # absent in rows written before ExecutionSnapshot v2
     }
 
 

@@ -140,17 +140,19 @@ def snapshot(status: str = "PARTIALLY_FILLED", content: str = "DELTA") -> dict[s
             {
                 "seq": 1, "kind": "EXECUTION_CREATED", "ticket_id": None, "event_type": None,
                 "event_id": None, "from_state": None, "to_state": "CREATED", "reason": None,
-                "occurred_at": at(10),
+                "occurred_at": at(10), "source": None,
             },
             {
                 "seq": 2, "kind": "ORDER_EVENT", "ticket_id": ticket_id("oi_sell_1"),
                 "event_type": "PARTIAL_FILL", "event_id": "exec-rpt-9", "from_state": "ACCEPTED",
                 "to_state": "PARTIAL_FILL", "reason": None, "occurred_at": at(42, 500000),
+                "source": "OMS_X",
             },
             {
                 "seq": 3, "kind": "ANOMALY", "ticket_id": ticket_id("oi_sell_1"),
                 "event_type": "PARTIAL_FILL", "event_id": "exec-rpt-9", "from_state": None,
                 "to_state": None, "reason": "same fill id, same quantity", "occurred_at": at(43),
+                "source": "OMS_X",
             },
         ],
         "anomaly_count": 1,

@@ -400,7 +400,9 @@ def ticket_from_record(record: Mapping[str, Any]) -> Ticket:
 
 
 def lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
-    """The LifecycleEvent records of one log entry, numbered from `first_seq`."""
+    """The LifecycleEvent records of one log entry, numbered from `first_seq`; an entry that applied
+    an order event names the event's source on each of its rows."""
+    source = entry.input.source if isinstance(entry.input, OrderEvent) else None
     return tuple(
         {
             "seq": seq,
@@ -412,6 +414,7 @@ def lifecycle_rows(entry: LogEntry, first_seq: int) -> tuple[Record, ...]:
             "to_state": row.to_state,
             "reason": row.reason,
             "occurred_at": row.occurred_at,
+            "source": source,
         }
         for seq, row in enumerate(entry.rows(), first_seq)
     )

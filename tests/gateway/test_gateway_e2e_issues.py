@@ -193,7 +193,11 @@ def test_reexecuted_version_shares_no_ticket_id_completes_and_refuses_the_first_
     order_events.drain(0.5)
     assert not [r for r in order_events.records[stack.harness.topics.order_events] if r["event_id"] == f"late-{a_id}"]
     assert get(stack, b_id) == done
-    assert len(whole_log(stack, b_id)) == done["event_count"]
+    log = whole_log(stack, b_id)
+    assert len(log) == done["event_count"]
+    # Each row names its cause's source: the reporting OMS for order events, none for commands.
+    assert {row["source"] for row in log if row["event_id"]} == {"MOCK_OMS"}
+    assert {row["source"] for row in log if row["kind"] == "EXECUTION_CREATED"} == {None}
 
 
 def test_inline_artifact_neither_preempts_nor_displaces_the_upstream_version(stack: Stack) -> None:

@@ -598,7 +598,7 @@ def test_state_change_of_a_cancel_command(scenario: Scenario) -> None:
     cancel_row = [e for e in decoded["execution"]["events"] if e["kind"] == "EXECUTION_CANCEL_REQUESTED"]
     assert cancel_row == [{"seq": cancel_row[0]["seq"], "kind": "EXECUTION_CANCEL_REQUESTED", "ticket_id": None,
                            "event_type": None, "event_id": None, "from_state": None, "to_state": None,
-                           "reason": "client withdrew instruction", "occurred_at": at(9)}]
+                           "reason": "client withdrew instruction", "occurred_at": at(9), "source": None}]
     assert decoded["execution"]["status"] == outcome.execution.state.value
 
 

@@ -17,9 +17,11 @@ No input can stop a partition: when the producer or the broker refuses a record 
 are refetched from the committed offsets, and the poisoned one is dead-lettered instead of
 handled (its effects never land); if even its dead letter is refused, a minimal one (no original
 value or headers) goes instead. A failure that is not the input's (the broker away, a timeout)
-aborts and retries; if the transaction cannot even be aborted, the producer is replaced (its
-successor's `init_transactions` fences and aborts the old transaction once the broker is back),
-with every wait bounded and the stop flag checked in between, so SIGTERM is always honoured.
+aborts and retries; if the transaction cannot even be aborted, or a producer call did not keep
+its own timeout (`ProducerWedged`: librdkafka's send_offsets_to_transaction after a broker
+restart), the producer is replaced (its successor's `init_transactions` fences and aborts the old
+transaction once the broker is back), with every wait bounded and the stop flag checked in
+between, so SIGTERM is always honoured.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
@@ -52,6 +53,50 @@ class DeliveryFailed(KafkaException):
         super().__init__(error)
         self.error = error
         self.message = message
+
+
+class ProducerWedged(KafkaException):
+    """A producer call did not return within its own timeout (plus a grace period).
+
+    librdkafka up to 2.16 can block in `send_offsets_to_transaction` past its timeout when the
+    group coordinator's connection was lost and does not come back in a way its coordinator
+    request notices (confluentinc/librdkafka#5456 and #5511, fixed after 2.16.0): a broker restart
+    mid-transaction does it (`test_broker_stopped_20s_mid_stream_and_restarted_processor_and_
+    gateway_recover_with_nothing_lost`). The call still runs in its thread and the producer may
+    not be used again, not even to abort: only a new producer with the same transactional.id
+    (whose `init_transactions` fences this one and aborts its transaction) ends it."""
+
+    def __init__(self, what: str, waited_s: float) -> None:
+        super().__init__(KafkaError(KafkaError._TIMED_OUT, f"{what} did not return within {waited_s:.0f}s; "
+                                    "the producer is wedged and must be replaced"))
+        self.what, self.waited_s = what, waited_s
+
+
+def call_bounded(what: str, call: Callable[[], object], timeout_s: float) -> None:
+    """Run a producer call that has a timeout of its own in a daemon thread and wait for it at most
+    `timeout_s` plus a grace period: a call that does not keep its timeout raises ProducerWedged
+    instead of stopping the loop (and SIGTERM) for good. The thread costs tens of microseconds, once
+    per commit. Exceptions of the call are raised here."""
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:  # handed to the waiting thread
+            failure.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"producer-{what}", daemon=True).start()
+    waited_s = timeout_s + _WEDGED_GRACE_S
+    if not done.wait(waited_s):
+        raise ProducerWedged(what, waited_s)
+    if failure:
+        raise failure[0]
+
+
+_WEDGED_GRACE_S = 5.0
 
 
 class _NotSent:
@@ -105,6 +150,7 @@ class KafkaTransaction:
         self._failed_delivery: DeliveryFailed | None = None
         self._on_delivery_plain = self._delivered(None)  # shared by records without a callback of their own
         self.records_produced = 0
+        self.wedged: ProducerWedged | None = None  # set when a producer call did not return: see ProducerWedged
         producer.begin_transaction()
         self.status = TransactionStatus.OPEN
 
@@ -149,7 +195,13 @@ class KafkaTransaction:
         if self._failed_delivery is not None:
             raise self._failed_delivery
         if offsets:
-            self._producer.send_offsets_to_transaction(list(offsets), group_metadata, self._timeout_s)
+            positions = list(offsets)
+            try:
+                call_bounded("send_offsets_to_transaction", lambda: self._producer.send_offsets_to_transaction(
+                    positions, group_metadata, self._timeout_s), self._timeout_s)
+            except ProducerWedged as wedged:
+                self.wedged = wedged
+                raise
         self.status = TransactionStatus.PREPARED
 
     @validate_transaction_status(TransactionStatus.PREPARED)
@@ -159,7 +211,11 @@ class KafkaTransaction:
 
     @validate_transaction_status(TransactionStatus.OPEN, TransactionStatus.PREPARED, TransactionStatus.FAILED)
     def abort(self) -> None:
-        """Nothing produced becomes visible to `read_committed` readers."""
+        """Nothing produced becomes visible to `read_committed` readers. Raises ProducerWedged, without
+        touching the producer, if a call of this transaction never returned: the producer must be
+        replaced, and its successor aborts this transaction."""
+        if self.wedged is not None:
+            raise ProducerWedged(self.wedged.what, self.wedged.waited_s)
         self._producer.abort_transaction(self._timeout_s)
         self.status = TransactionStatus.ABORTED
 

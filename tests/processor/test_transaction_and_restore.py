@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from processor.runtime import transaction as transaction_module
 from processor.runtime.restore import (
     RestoreError,
     StoreAheadOfChangelog,
@@ -17,7 +20,13 @@ from processor.runtime.restore import (
     written_end_consumer_config,
 )
 from processor.runtime.store import PartitionStore, StagedWrites
-from processor.runtime.transaction import KafkaTransaction, TransactionStateError, TransactionStatus
+from processor.runtime.transaction import (
+    KafkaTransaction,
+    ProducerWedged,
+    TransactionStateError,
+    TransactionStatus,
+    call_bounded,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +287,48 @@ def test_restore_of_a_surviving_store_replays_only_the_changelog_tail(
     assert result.from_offset == checkpoint
     assert result.records_restored == 2
     assert (survivor.get(b"k1"), survivor.get(b"k99"), survivor.get(b"k2")) == (b"new", b"new", b"old")
+
+
+class _ProducerWhoseSendOffsetsNeverReturns:
+    """The calls KafkaTransaction makes; send_offsets_to_transaction blocks like librdkafka#5456."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.aborts = 0
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+    def send_offsets_to_transaction(self, offsets: object, metadata: object, timeout: float) -> None:
+        self.released.wait()
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.aborts += 1
+
+
+def test_transaction_whose_send_offsets_never_returns_fails_wedged_and_aborts_without_touching_the_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transaction_module, "_WEDGED_GRACE_S", 0.2)
+    producer = _ProducerWhoseSendOffsetsNeverReturns()
+    txn = KafkaTransaction(cast(Producer, producer), timeout_s=0.1)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProducerWedged, match="send_offsets_to_transaction did not return"):
+            txn.prepare([TopicPartition("in", 0, 5)], object())
+        assert time.monotonic() - started < 5
+        assert txn.status is TransactionStatus.FAILED
+        with pytest.raises(ProducerWedged):  # a producer inside a transactional call may not abort: replace it
+            txn.abort()
+        assert producer.aborts == 0
+    finally:
+        producer.released.set()
+
+
+def test_bounded_call_raises_the_calls_own_error_and_returns_when_it_does() -> None:
+    with pytest.raises(KafkaException, match="refused"):
+        call_bounded("commit", lambda: (_ for _ in ()).throw(KafkaException("refused")), 1.0)
+    call_bounded("commit", lambda: None, 1.0)

@@ -31,8 +31,32 @@ def bound_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
+_TRIM_INTERVAL_S = 30.0
+
+
+def return_freed_memory_periodically(interval_s: float = _TRIM_INTERVAL_S) -> threading.Event | None:
+    """RocksDB frees a memtable's blocks when it is flushed, librdkafka its buffers after each
+    batch: freed inside glibc's heap, they stay in RSS while anything long-lived sits above them.
+    `malloc_trim(0)` every `interval_s` hands the free pages back (on a daemon thread: the loop
+    does not wait for the heap walk). Returns the event that stops it; does nothing (None) without
+    glibc. Measured by the soak (docs/benchmarks.md)."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            trim(0)
+
+    threading.Thread(target=run, name="malloc-trim", daemon=True).start()
+    return stop
+
+
 def main(argv: list[str] | None = None) -> int:
     bound_malloc_arenas()
+    return_freed_memory_periodically()
     try:
         config = processor_config.load(argv)
         app_module.producer_config(config), app_module.consumer_config(config)  # refused settings fail here

@@ -44,13 +44,14 @@ class ProposalsProcessor:
         self._outputs = Outputs(topics, context.journal, codecs)
         self._approved_proposal = codecs["approved-proposals"]
         self._admission_request = codecs["admission-requests"]
-        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it. A version is read when
-        # it is published again and at its executions' admissions, shortly after it is published and
-        # rarely later, and a decoded artifact takes several times its encoded size: a small cache
-        # (a larger one only grew with every version seen: the soak in docs/benchmarks.md).
+        # p/<proposal_id>/<version_no>: the stored version; r/...: who holds it. A version is read
+        # when it is published again and at its executions' admissions, a few times in its life, and
+        # a decoded artifact takes about eight times its encoded size: it is decoded from RocksDB
+        # at each read (about 40 µs for 1 KB, against a create's milliseconds) and never cached (a
+        # cache of even 1/32 of the budget held every version seen for minutes: a large part of the
+        # soak's growth: docs/benchmarks.md).
         self.proposals: KeyValueStore[ProposalArtifact] = KeyValueStore(
-            "proposals", b"p/", ArtifactCodec(), context.store, context.journal,
-            max_cached_bytes=context.cache_bytes // 32)
+            "proposals", b"p/", ArtifactCodec(), context.store, context.journal, max_cached_bytes=0)
         self.reservations: KeyValueStore[Reservation] = KeyValueStore(
             "reservations", b"r/", ReservationCodec(), context.store, context.journal,
             max_cached_bytes=context.cache_bytes // 32)

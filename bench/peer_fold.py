@@ -30,7 +30,6 @@ transaction needs a commit hook quixstreams does not offer) and the processor's 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Protocol
 
 from execution_domain import (
@@ -234,10 +233,6 @@ class PeerFold:
 
     def _release_version(self, proposal_id: str, version_no: int, execution_id: str, cause: Cause,
                          ended_state: str) -> None:
-        at: datetime = cause.at
-        self._outputs.admission_request({
-            "request_id": f"{execution_id}/release/{cause.id}", "kind": "RELEASE",
-            "proposal_id": proposal_id, "version_no": version_no, "execution_id": execution_id,
-            "correlation_id": cause.correlation_id or "", "issued_at": at, "reserve_version": False,
-            "artifact": None, "ended_state": ended_state,
-        })
+        self._outputs.admission_request(translate.release_request_record(
+            proposal_id=proposal_id, version_no=version_no, execution_id=execution_id, cause_id=cause.id,
+            correlation_id=cause.correlation_id, issued_at=cause.at, ended_state=ended_state))

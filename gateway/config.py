@@ -31,7 +31,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateway import kafka_io
 from gateway.auth import PrincipalsFileError, TokenEntry, load_principals_file, merge_entries
+from kafka_client import service_config
 from kafka_client import settings as kafka_settings
+from kafka_client.service_config import ConfigError as ConfigError  # raised by load(); callers name it here
 from kafka_client.settings import KafkaSettings
 from observability.tracing import EXPORTERS
 from wire.topics import TopicNames
@@ -52,14 +54,6 @@ DEFAULT_EVENTS_LIMIT = 100  # lifecycle rows per page of GET .../events
 MAX_EVENTS_LIMIT = 1000
 DEFAULT_CONSOLE_SESSION_IDLE_S = 1800.0  # the operator console's sessions (gateway.console, docs/console.md)
 DEFAULT_CONSOLE_DEAD_LETTERS = 500
-
-
-class ConfigError(ValueError):
-    """Configuration that cannot be used; `lines` name each bad flag or variable."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -247,10 +241,7 @@ _COPIED = ("application_id", "instance_id", "host", "port", "inline_artifacts", 
 
 def env_name(field_name: str) -> str:
     """The variable a setting is read from."""
-    alias = GatewaySettings.model_fields[field_name].validation_alias
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[-1])
-    return "GATEWAY_" + field_name.upper()
+    return service_config.env_name(GatewaySettings, "GATEWAY_", field_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,21 +269,9 @@ def _source(field_name: str, flags: dict[str, str]) -> str:
 
 
 def _describe_errors(error: ValidationError, flags: dict[str, str]) -> list[str]:
-    lines = []
-    for detail in error.errors(include_url=False):
-        field_name = str(detail["loc"][0]) if detail["loc"] else ""
-        if field_name not in GatewaySettings.model_fields:  # an alias: map it back
-            field_name = next((n for n in GatewaySettings.model_fields if env_name(n) == field_name), field_name)
-        where = _source(field_name, flags) if field_name in GatewaySettings.model_fields else field_name
-        message = detail["msg"]
-        value = detail.get("input")
-        secret = field_name in ("api_tokens", "webhook_secrets")
-        if detail["type"] == "missing":
-            message = "required" + (f" (or {_FLAGS[field_name][0]})" if _FLAGS.get(field_name, (None,))[0] else "")
-        elif isinstance(value, str) and not secret:
-            message += f" (got {value[:60]!r})"
-        lines.append(f"{where}: {message}")
-    return lines
+    return service_config.describe_errors(error, GatewaySettings, env_name,
+                                          lambda name: _FLAGS.get(name, (None, ""))[0], flags,
+                                          secret=("api_tokens", "webhook_secrets"))
 
 
 def read_secrets(inline: str | None, path: Path | None) -> tuple[str, ...]:

@@ -109,7 +109,32 @@ class Progress:
     executions: frozenset[str] = frozenset()  # the executions whose records this batch wrote
 
 
-class ReadModel:
+class StoreQueries:
+    """The read model's queries, each answered by its `ReadStore` on the loop thread; shared by
+    `ReadModel` (the store filled from the topics) and the tests' `FakeReadModel` (filled by hand)."""
+
+    store: ReadStore
+
+    def get(self, execution_id: str) -> ExecutionHead | None:
+        return self.store.head(execution_id)
+
+    def has_ticket(self, execution_id: str, ticket_id: str) -> bool:
+        return self.store.has_ticket(execution_id, ticket_id)
+
+    def execution(self, execution_id: str, recent: int) -> tuple[ExecutionHead, list[bytes], list[bytes]] | None:
+        return self.store.execution(execution_id, recent)
+
+    def events(self, execution_id: str, after_seq: int, limit: int) -> tuple[list[bytes], bool] | None:
+        return self.store.events(execution_id, after_seq, limit)
+
+    def causes(self, execution_id: str, lowest: int, highest: int) -> list[tuple[int, dict[str, Any]]]:
+        return self.store.causes(execution_id, lowest, highest)
+
+    def page(self, **query: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
+        return self.store.page(**query)
+
+
+class ReadModel(StoreQueries):
     def __init__(self, kafka: KafkaSettings, state_changes_topic: str, snapshots_topic: str, client_id: str,
                  metrics: GatewayMetrics, state_dir: Path | None = None) -> None:
         self._kafka = kafka
@@ -160,25 +185,7 @@ class ReadModel:
     def healthy(self) -> bool:
         return self._thread is not None and self._thread.alive
 
-    # -- queries (loop thread) ------------------------------------------------------------------
-
-    def get(self, execution_id: str) -> ExecutionHead | None:
-        return self.store.head(execution_id)
-
-    def has_ticket(self, execution_id: str, ticket_id: str) -> bool:
-        return self.store.has_ticket(execution_id, ticket_id)
-
-    def execution(self, execution_id: str, recent: int) -> tuple[ExecutionHead, list[bytes], list[bytes]] | None:
-        return self.store.execution(execution_id, recent)
-
-    def events(self, execution_id: str, after_seq: int, limit: int) -> tuple[list[bytes], bool] | None:
-        return self.store.events(execution_id, after_seq, limit)
-
-    def causes(self, execution_id: str, lowest: int, highest: int) -> list[tuple[int, dict[str, Any]]]:
-        return self.store.causes(execution_id, lowest, highest)
-
-    def page(self, **query: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
-        return self.store.page(**query)
+    # -- queries (loop thread): StoreQueries ----------------------------------------------------
 
     async def sync(self, timeout_s: float) -> bool:
         """Wait until everything committed to the state-change topic before this call is in the

@@ -26,17 +26,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kafka_client import service_config
 from kafka_client import settings as kafka_settings
+from kafka_client.service_config import ConfigError as ConfigError  # raised by load(); callers name it here
 from kafka_client.settings import KafkaSettings
 from wire.topics import TopicNames
-
-
-class ConfigError(ValueError):
-    """Configuration that cannot be used; `lines` name each bad flag or variable."""
-
-    def __init__(self, lines: Sequence[str]) -> None:
-        super().__init__("; ".join(lines))
-        self.lines = tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -145,10 +139,7 @@ _FLAGS: dict[str, tuple[str, str]] = {
 
 def env_name(field_name: str) -> str:
     """The variable a setting is read from."""
-    alias = ProcessorSettings.model_fields[field_name].validation_alias
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[-1])
-    return "PROCESSOR_" + field_name.upper()
+    return service_config.env_name(ProcessorSettings, "PROCESSOR_", field_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,20 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _describe_errors(error: ValidationError, flags: Mapping[str, str]) -> list[str]:
-    lines = []
-    for detail in error.errors(include_url=False):
-        field_name = str(detail["loc"][0]) if detail["loc"] else ""
-        if field_name not in ProcessorSettings.model_fields:  # an alias: map it back
-            field_name = next((n for n in ProcessorSettings.model_fields if env_name(n) == field_name), field_name)
-        known = field_name in ProcessorSettings.model_fields
-        where = (_FLAGS[field_name][0] if field_name in flags else env_name(field_name)) if known else field_name
-        message = detail["msg"]
-        if detail["type"] == "missing":
-            message = f"required (or {_FLAGS[field_name][0]})" if field_name in _FLAGS else "required"
-        elif isinstance(detail.get("input"), str):
-            message += f" (got {detail['input'][:60]!r})"
-        lines.append(f"{where}: {message}")
-    return lines
+    return service_config.describe_errors(error, ProcessorSettings, env_name,
+                                          lambda name: _FLAGS.get(name, (None, ""))[0], flags)
 
 
 def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> ProcessorConfig:

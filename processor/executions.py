@@ -399,12 +399,9 @@ class ExecutionsProcessor:
 
     def _release_version(self, proposal_id: str, version_no: int, execution_id: str, cause: Cause,
                          ended_state: str) -> None:
-        self._outputs.admission_request({
-            "request_id": f"{execution_id}/release/{cause.id}", "kind": "RELEASE",
-            "proposal_id": proposal_id, "version_no": version_no, "execution_id": execution_id,
-            "correlation_id": cause.correlation_id or "", "issued_at": cause.at, "reserve_version": False,
-            "artifact": None, "ended_state": ended_state,
-        })
+        self._outputs.admission_request(translate.release_request_record(
+            proposal_id=proposal_id, version_no=version_no, execution_id=execution_id, cause_id=cause.id,
+            correlation_id=cause.correlation_id, issued_at=cause.at, ended_state=ended_state))
 
     def _observe(self, outcome: Outcome) -> None:
         """RFC §11 metrics and anomaly counts for one applied input."""

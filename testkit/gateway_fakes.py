@@ -19,9 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.auth import Scope, TokenEntry, token_digest
 from gateway.config import GatewayConfig
-from gateway.cursor import Cursor
 from gateway.models import Problem
 from gateway.problems import PROBLEM_BASE
+from gateway.read_model import StoreQueries
 from gateway.read_store import ExecutionHead, Origin, ReadStore, origin_of
 from kafka_client.settings import KafkaSettings
 from wire import examples, serde
@@ -135,7 +135,7 @@ class FakeResults:
                                "existing_execution_id": None, "problem": None, "execution": None, **result})
 
 
-class FakeReadModel:
+class FakeReadModel(StoreQueries):
     """The read model's queries over a real store, filled by the test (`apply`)."""
 
     healthy = True
@@ -158,21 +158,6 @@ class FakeReadModel:
         for row in rows:
             batch.apply_snapshot(row)
         batch.commit({})
-
-    def get(self, execution_id: str) -> ExecutionHead | None:
-        return self.store.head(execution_id)
-
-    def has_ticket(self, execution_id: str, ticket_id: str) -> bool:
-        return self.store.has_ticket(execution_id, ticket_id)
-
-    def execution(self, execution_id: str, recent: int) -> tuple[ExecutionHead, list[bytes], list[bytes]] | None:
-        return self.store.execution(execution_id, recent)
-
-    def events(self, execution_id: str, after_seq: int, limit: int) -> tuple[list[bytes], bool] | None:
-        return self.store.events(execution_id, after_seq, limit)
-
-    def page(self, **query: Any) -> tuple[list[dict[str, Any]], Cursor | None]:
-        return self.store.page(**query)
 
     async def sync(self, timeout_s: float) -> bool:
         return True

@@ -524,6 +524,18 @@ def ticket_instruction_record(
     }
 
 
+def release_request_record(*, proposal_id: str, version_no: int, execution_id: str, cause_id: str,
+                           correlation_id: str | None, issued_at: datetime, ended_state: str) -> Record:
+    """The AdmissionRequest that gives a proposal version back once its execution has ended
+    (`ended_state`); its id is unique per execution and cause, so a redelivered cause repeats it."""
+    return {
+        "request_id": f"{execution_id}/release/{cause_id}", "kind": "RELEASE",
+        "proposal_id": proposal_id, "version_no": version_no, "execution_id": execution_id,
+        "correlation_id": correlation_id or "", "issued_at": issued_at, "reserve_version": False,
+        "artifact": None, "ended_state": ended_state,
+    }
+
+
 def state_change_record(
     *,
     change_id: str,

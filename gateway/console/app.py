@@ -274,12 +274,9 @@ class Console:
         return rows
 
     def _attach_causes(self, execution_id: str, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            row["cause"] = None
-        causes_of = getattr(self.read_model, "causes", None)
-        if not rows or causes_of is None:
+        if not rows:
             return
-        causes = causes_of(execution_id, rows[0]["seq"], rows[-1]["seq"])
+        causes = self.read_model.causes(execution_id, rows[0]["seq"], rows[-1]["seq"])
         index = 0
         for row in rows:  # ascending: each row's cause is the last one starting at or before it
             while index + 1 < len(causes) and causes[index + 1][0] <= row["seq"]:

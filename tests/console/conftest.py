@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser, Page, expect
 
 from testkit.browser import headless_chromium
 from testkit.gateway import Stack, running_stack
@@ -16,6 +16,11 @@ from testkit.gateway import Stack, running_stack
 def console_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(kafka_bootstrap, tmp_path_factory.mktemp("console-stack")) as running:
         yield running
+
+
+# `expect` waits 5 s by default; on a loaded 2-core CI machine a live update can take longer (the
+# stack, the broker and Chromium share the cores). Same bound as the pages' own actions.
+expect.set_options(timeout=20_000)
 
 
 @pytest.fixture(scope="module")

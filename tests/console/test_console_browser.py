@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from execution_domain import parse_artifact
 from testkit.browser import screenshot, sign_in
@@ -124,6 +124,39 @@ def test_console_fill_arriving_while_the_page_is_open_appears_without_reload(con
     expect(node).to_contain_text("@ 101.25")
     expect(page.locator("#events")).to_contain_text(f"OMS event {event_id}")
     assert page.evaluate("() => window.notReloaded") is True
+
+
+def test_console_change_made_before_the_live_stream_connects_appears_once_it_connects(console_stack: Stack,
+                                                                                     page: Page) -> None:
+    execution = settled(console_stack, created(console_stack, "sgd_multi_currency", "gap")["execution_id"])
+    execution_id = execution["execution_id"]
+    sell = next(t for t in execution["tickets"] if not t["dependencies"])
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the stream's request waits until continued
+        held.append(route)
+
+    page.route("**/console/stream*", hold)
+    sign_in(page, console_stack.gateway.url, TOKEN, f"/console/executions/{execution_id}")
+    node = page.locator(f"g.node[data-node='{sell['ticket_id']}']")
+    expect(node).to_have_attribute("data-status", sell["status"])
+    for _ in range(200):  # route handlers run while Playwright waits, not during time.sleep
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "the page never asked for its live stream"
+
+    # The fill lands after the page was rendered and before its stream subscribed: no event for it.
+    raw = event_body(sell["ticket_id"], "FILLED", event_id=f"gap-{uuid.uuid4().hex[:8]}",
+                     external_order_id="OMS-gap-1",
+                     details={"filled_qty": sell["order_quantity"], "avg_price": "99.5"})
+    assert console_stack.client.post_event(execution_id, raw, sign(raw)).status_code == 202
+    console_stack.wait_execution(execution_id, lambda body: any(
+        t["ticket_id"] == sell["ticket_id"] and t["status"] == "FILLED" for t in body["tickets"]))
+    assert node.get_attribute("data-status") == sell["status"]  # the page is stale until its stream opens
+
+    held[0].continue_()
+    expect(node).to_have_attribute("data-status", "FILLED")
 
 
 def test_console_dead_letters_page_shows_a_poison_record_decoded_where_it_decodes(console_stack: Stack,

@@ -60,7 +60,10 @@
   }
 
   const source = new EventSource(streamUrl);
-  source.addEventListener("open", function () { live(true); });
+  // On every (re)connection, fetch once: a change applied after the page was rendered but before
+  // this stream subscribed sends no event (pinned by
+  // test_console_change_made_before_the_live_stream_connects_appears_once_it_connects).
+  source.addEventListener("open", function () { live(true); refresh(); });
   source.addEventListener("error", function () { live(false); });
   source.addEventListener("change", refresh);
   source.addEventListener("resync", refresh);

@@ -50,6 +50,9 @@ def gateway_config(harness: ProcessorHarness, **overrides: Any) -> GatewayConfig
         "inline_artifacts": True,
         "webhook_secrets": (WEBHOOK_SECRET, OLD_WEBHOOK_SECRET),
         "result_timeout_s": 10.0,
+        # A miss waits only until the read model reaches the topic's end; on a loaded 2-core runner
+        # that can take longer than the 2 s default, and a 404 would fail a test that read its write.
+        "read_sync_timeout_s": 10.0,
     }
     settings.update(overrides)
     return GatewayConfig(**settings)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from execution_domain import OrderEvent, execution_id_for_key, parse_artifact
@@ -66,6 +66,35 @@ def wait_until(predicate: Callable[[], T | None], timeout_s: float = 30.0, inter
             return value
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
+
+
+def committed_records(bootstrap: str, topic: str, timeout_s: float = 30) -> list[Message]:
+    """Every committed record of `topic`, read until *each* partition reports its end (stopping at
+    the first end would miss records of another partition still being fetched); AssertionError if
+    that takes longer than `timeout_s`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        partitions = set(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        records: list[Message] = []
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while at_end != partitions:
+            assert time.monotonic() < deadline, f"{topic} not read to its end in {timeout_s} s (ends {sorted(at_end)})"
+            for message in consumer.consume(1000, timeout=0.2):
+                error, partition = message.error(), cast(int, message.partition())
+                if error is None:
+                    records.append(message)
+                    at_end.discard(partition)
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    at_end.add(partition)
+                else:
+                    raise AssertionError(f"reading {topic}: {error}")
+        return records
+    finally:
+        consumer.close()
 
 
 def drain_until_quiet(poll: Callable[[float], int], quiet_s: float) -> None:
@@ -277,24 +306,7 @@ class ProcessorHarness:
                        what=f"proposal {record['proposal_id']} v{record['version_no']} stored")
 
     def _changelog_keys(self, topic: str) -> set[bytes]:
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"keys-{uuid.uuid4().hex}",
-                             "isolation.level": "read_committed", "enable.auto.commit": False,
-                             "enable.partition.eof": True})
-        try:
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-            keys: set[bytes] = set()
-            at_end: set[int] = set()
-            deadline = time.monotonic() + 10
-            while len(at_end) < len(partitions) and time.monotonic() < deadline:
-                for message in consumer.consume(1000, timeout=0.2):
-                    if message.error() is None:
-                        keys.add(message.key() or b"")
-                    else:
-                        at_end.add(cast(int, message.partition()))  # an end-of-partition event names it
-            return keys
-        finally:
-            consumer.close()
+        return {message.key() or b"" for message in committed_records(self.bootstrap, topic)}
 
     def produce(self, topic: str, key: str | bytes | None, value: bytes | None,
                 headers: list[tuple[str, bytes]] | None = None) -> None:

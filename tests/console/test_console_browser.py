@@ -145,6 +145,7 @@ def test_console_change_made_before_the_live_stream_connects_appears_once_it_con
             break
         page.wait_for_timeout(100)
     assert held, "the page never asked for its live stream"
+    expect(page.locator("h2 .live")).to_have_class(re.compile("off"))  # not live until the stream opens
 
     # The fill lands after the page was rendered and before its stream subscribed: no event for it.
     raw = event_body(sell["ticket_id"], "FILLED", event_id=f"gap-{uuid.uuid4().hex[:8]}",
@@ -156,6 +157,7 @@ def test_console_change_made_before_the_live_stream_connects_appears_once_it_con
     assert node.get_attribute("data-status") == sell["status"]  # the page is stale until its stream opens
 
     held[0].continue_()
+    expect(page.locator("h2 .live")).not_to_have_class(re.compile("off"))
     expect(node).to_have_attribute("data-status", "FILLED")
 
 

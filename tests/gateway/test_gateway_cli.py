@@ -44,6 +44,7 @@ def test_cli_serves_the_api_with_env_configuration_and_stops_on_sigterm(stack: S
         "GATEWAY_API_TOKENS_FILE": str(tokens_file),
         "GATEWAY_WEBHOOK_SECRETS": secret,
         "GATEWAY_INSTANCE_ID": "cli-1",
+        "GATEWAY_RESULT_TIMEOUT_S": "30",  # a just-started gateway on a loaded runner: three transactional hops
         **{f"TOPIC_{f.name.upper()}": getattr(harness.topics, f.name) for f in fields(TopicNames)},
     }
     log_path = tmp_path / "gateway.log"
@@ -61,7 +62,8 @@ def test_cli_serves_the_api_with_env_configuration_and_stops_on_sigterm(stack: S
         created = requests.post(f"{base}/rebalance/executions", json=create_body(proposal), timeout=30,
                                 headers={**auth, "Idempotency-Key": new_key("cli"), "X-Correlation-Id": "corr-cli-7"})
         assert created.status_code == 201, created.text
-        assert get(f"{base}/rebalance/executions/{created.json()['execution_id']}", headers=auth) == 200
+        execution_url = f"{base}/rebalance/executions/{created.json()['execution_id']}"
+        wait_until(lambda: get(execution_url, headers=auth) == 200, 30, interval_s=0.2, what="the execution readable")
         assert "gateway_http_requests_total" in requests.get(f"{base}/metrics", timeout=5).text
     finally:
         process.send_signal(signal.SIGTERM)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from testkit.gateway import (
     sign,
     unique_proposal,
 )
-from testkit.processor import TopicReader
+from testkit.processor import TopicReader, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -122,11 +123,16 @@ def test_create_trace_and_correlation_id_reach_the_command_and_the_webhook_deliv
     commands = TopicReader(harness.bootstrap, {harness.topics.execution_commands: "ExecutionCommand",
                                               harness.topics.execution_state_changes: "ExecutionStateChange"})
     try:
-        commands.drain(0.5)
-        [command] = [m for m in commands.raw[harness.topics.execution_commands] if m.key() == execution_id.encode()]
-        changes = zip(commands.raw[harness.topics.execution_state_changes],
-                      commands.records[harness.topics.execution_state_changes], strict=True)
-        [first_change] = [m for m, r in changes if r["execution_id"] == execution_id and r["sequence"] == 1]
+        def both() -> tuple[Any, Any] | None:  # a new reader's first fetches can take a while on a loaded runner
+            commands.poll(0.2)
+            found = [m for m in commands.raw[harness.topics.execution_commands] if m.key() == execution_id.encode()]
+            changes = zip(commands.raw[harness.topics.execution_state_changes],
+                          commands.records[harness.topics.execution_state_changes], strict=True)
+            first = [m for m, r in changes if r["execution_id"] == execution_id and r["sequence"] == 1]
+            return (found, first) if found and first else None
+
+        found, first = wait_until(both, 30, what="the create command and its first state change")
+        [command], [first_change] = found, first
     finally:
         commands.close()
     command_headers = dict(command.headers())

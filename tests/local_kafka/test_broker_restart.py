@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -46,10 +47,15 @@ def _read_committed(bootstrap: str, topic: str, group: str, *, commit: bool = Fa
     consumer.subscribe([topic])
     values: list[bytes] = []
     at_end: set[int] = set()
+    # A restarted JVM must find the group coordinator and load the offsets before the first fetch:
+    # one deadline for the whole read, not one per poll.
+    deadline = time.monotonic() + 60
     try:
         while at_end != partitions:
-            message = consumer.poll(10)
-            assert message is not None, f"no end of {topic} within 10 s; read {values}, ends seen {sorted(at_end)}"
+            assert time.monotonic() < deadline, f"no end of {topic} within 60 s; read {values}, ends {sorted(at_end)}"
+            message = consumer.poll(1)
+            if message is None:
+                continue
             error = message.error()
             if error is not None:
                 assert error.code() == KafkaError._PARTITION_EOF, error

@@ -51,6 +51,7 @@ def create_until_done(client: Client, body: dict, key: str, done: dict[str, str]
         time.sleep(1)  # 202 (queued), 503 (read model or broker away): the same request again
 
 
+@pytest.mark.timeout(600)  # its own deadlines (180 s each) speak first
 def test_broker_stopped_20s_mid_stream_and_restarted_processor_and_gateway_recover_with_nothing_lost(
     tmp_path: Path,
 ) -> None:
@@ -134,7 +135,8 @@ def test_processor_says_not_ready_while_the_broker_is_away_and_sigterm_ends_it_w
         processor.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         processor.process.wait(30)
-        assert time.monotonic() - stopped_at < 15, "SIGTERM took longer than the shutdown timeout"
+        # The shutdown timeout (10 s) plus room for the interpreter's exit on a loaded runner.
+        assert time.monotonic() - stopped_at < 20, "SIGTERM took longer than the shutdown timeout"
     finally:
         harness.close()
         broker.stop()

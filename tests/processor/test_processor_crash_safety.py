@@ -46,7 +46,10 @@ def test_sigkilled_processor_restarted_ends_equal_to_the_reference_fold_without_
 
     state_dir, empty_dir = tmp_path / "p1-state", tmp_path / "p1-empty-state"
     # Static membership, as in production: each restart (same instance id) takes the partitions back at once.
-    processor = harness.spawn("p1", state_dir=state_dir, static_membership=True)
+    # Small batches and short transactions: a kill lands mid-backlog, not after one commit that
+    # took the whole backlog at once (500 records and 50 ms could take most of a chunk).
+    small = ("--batch-size", "50", "--commit-interval-ms", "10")
+    processor = harness.spawn("p1", state_dir=state_dir, static_membership=True, extra_args=small)
     create_all(harness, planned)
     reference = reference_fold(planned, events)
 
@@ -79,7 +82,8 @@ def test_sigkilled_processor_restarted_ends_equal_to_the_reference_fold_without_
                   f"state dir")
             harness.send_events(piece)
             sent += len(piece)
-            processor = harness.spawn("p1", state_dir=restart_dirs[index], static_membership=True)
+            processor = harness.spawn("p1", state_dir=restart_dirs[index], static_membership=True,
+                                      extra_args=small)
         assert sent == len(events)
 
         wait_until_folded(reader, harness, reference, timeout_s=120)

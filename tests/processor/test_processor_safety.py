@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from execution_domain import EventDetails, OrderEvent, OrderEventType, execution_id_for_key
 from execution_domain.proposal import seal_artifact
@@ -186,9 +186,9 @@ def test_a_state_change_the_broker_refuses_for_size_dead_letters_its_input_and_t
     # The broker accepts at most 2,000 bytes on the state-change topic: a create of 40 tickets makes a
     # creation change far larger. Its input is dead-lettered (nothing of it lands); a small one passes.
     admin = AdminClient({"bootstrap.servers": harness.bootstrap})
-    resource = ConfigResource("topic", harness.topics.execution_state_changes,
-                              set_config={"max.message.bytes": "2000"})
-    for future in admin.alter_configs([resource]).values():
+    resource = ConfigResource("topic", harness.topics.execution_state_changes, incremental_configs=[
+        ConfigEntry("max.message.bytes", "2000", incremental_operation=AlterConfigOpType.SET)])
+    for future in admin.incremental_alter_configs([resource]).values():
         future.result(timeout=30)
     process = harness.spawn("p1")
     big = sealed_sell(f"prop_big_{uuid.uuid4().hex[:6]}", intents=40)
@@ -198,6 +198,7 @@ def test_a_state_change_the_broker_refuses_for_size_dead_letters_its_input_and_t
     letter = dead_letter_of(harness, lambda d: d["error_type"] == "OutputRefused")
     assert letter["original_topic"] in (harness.topics.admission_decisions, harness.topics.execution_commands)
     assert "MSG_SIZE_TOO_LARGE" in letter["reason"] or "TOO_LARGE" in letter["reason"]
+    harness.outputs.drain()  # every result committed so far, read before saying none is CREATED
     assert not any(r["command_id"] == command_id and r["outcome"] == "CREATED"
                    for r in harness.outputs.records[harness.topics.command_results])
     partition = expected_partition(execution_id_for_key(key).encode(), harness.partitions)

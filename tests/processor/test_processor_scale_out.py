@@ -35,6 +35,7 @@ pytestmark = pytest.mark.integration
 SEED = 20260219
 
 
+@pytest.mark.timeout(600)  # its own deadlines speak first
 def test_group_of_three_with_one_added_and_two_removed_mid_stream_ends_equal_to_the_reference_fold(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -65,7 +65,10 @@ def test_half_open_connections_are_closed_after_the_header_timeout(gateway: Live
     dribbling.sendall(b"GET /healthz HTTP/1.1\r\n")
     for _ in range(3):  # a byte now and then does not extend the deadline
         time.sleep(0.3)
-        dribbling.sendall(b"X")
+        try:
+            dribbling.sendall(b"X")
+        except OSError:  # a stalled test thread (it shares the GIL with the gateway): already closed
+            break
     received = all_closed_by_server([*silent, *partial, dribbling])
     for sock in (*silent, *partial):
         assert received[sock].startswith(b"HTTP/1.1 408 ")  # nothing was answered on it yet: say why

@@ -7,6 +7,7 @@ import copy
 
 import pytest
 
+from execution_domain import execution_id_for_key
 from execution_domain.proposal import seal_artifact
 from mock_oms.provider import MockHold
 from testkit.processor import ProcessorHarness, ScriptedOms, load_sample
@@ -83,6 +84,19 @@ def test_version_may_be_executed_again_once_its_execution_was_cancelled(running:
 def test_unknown_proposal_version_is_not_found(running: ProcessorHarness) -> None:
     result = running.result(running.create("k-unknown", "prop_does_not_exist", 1))
     assert result["outcome"] == "NOT_FOUND" and "not known" in result["problem"]["detail"]
+
+
+def test_create_answered_not_found_succeeds_with_the_same_key_once_the_version_is_published(
+        running: ProcessorHarness) -> None:
+    # docs/design.md, "Known limit": a NOT_FOUND holds nothing and uses up no Idempotency-Key.
+    raw = copy.deepcopy(load_sample("rfc_accept_all"))
+    raw["proposal_id"] = "prop_published_late"
+    raw = seal_artifact(raw)
+    early = running.result(running.create("k-late", raw["proposal_id"], raw["version_no"]))
+    assert early["outcome"] == "NOT_FOUND"
+    running.publish_proposal(raw)
+    again = running.result(running.create("k-late", raw["proposal_id"], raw["version_no"]))
+    assert again["outcome"] == "CREATED" and again["execution_id"] == execution_id_for_key("k-late")
 
 
 def test_proposal_whose_gate_is_not_execution_ready_is_not_executable(running: ProcessorHarness) -> None:

@@ -41,6 +41,8 @@ REQUIRED_WHY: Mapping[str, str] = {
     "partition.assignment.strategy": "partition p of every co-partitioned topic must go to one member",
     "group.id": "the application id names the consumer group",
     "group.instance.id": "it is the instance id (static membership)",
+    "enable.partition.eof": "the processor learns that an input partition was read to its end from it (an "
+                            "admission waits for its proposal's partition to be read)",
 }
 
 

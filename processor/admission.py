@@ -5,12 +5,27 @@ with another hash is refused to the dead-letter topic) and decides whether a new
 of a version may start: the version must be known (stored, or carried inline and valid),
 EXECUTION_READY, and, unless the request is a dry run, not held by another live execution.
 A version is held from its admission until its execution ends REJECTED or CANCELLED.
+
+Waiting for the proposal's partition. The task reads approved-proposals and admission-requests
+independently, in arrival order. A request for a version it does not know, arriving while it has
+not read its approved-proposals partition to the end (a backlog after an outage or a restart),
+may be for a version published just before the create. So instead of answering NOT_FOUND at
+once, the request waits in the store (`w/`) until the version arrives or the partition is read
+to the end it had when the request arrived (its high watermark, asked of the broker: after every
+record written before, committed or not yet), and is decided then. That is the question Kafka
+Streams answers with stream time and `max.task.idle.ms`; here the end offset gives it exactly.
+A partition that cannot be read to that end within WAIT_AT_MOST_S (an upstream transaction left
+open keeps what follows it unreadable) does not hold a create longer. The waiting requests are state like any
+other (changelogged, restored), and deciding them is a punctuation: work a task does without an
+input record (`processor.runtime.task.Punctuation`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Message
@@ -19,13 +34,23 @@ from execution_domain import ArtifactInvalid, ProposalArtifact
 from kafka_client.records import decode_value
 from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
-from processor.runtime.task import Handler, TaskContext
+from processor.runtime.task import Handler, Punctuation, TaskContext
 from processor.runtime.transaction import DeliveryCallback, KafkaTransaction
-from processor.state_codecs import ArtifactCodec, Reservation, ReservationCodec
+from processor.state_codecs import (
+    ArtifactCodec,
+    Reservation,
+    ReservationCodec,
+    WaitingAdmission,
+    WaitingAdmissionsCodec,
+)
 from wire import records as translate
 from wire.topics import TopicNames
 
 log = logging.getLogger(__name__)
+
+WAIT_AT_MOST_S = 30.0  # longest an admission waits for its proposal's partition to be read
+_WAITING_KEY = "all"  # the task's waiting admissions, oldest first, under one key
+_WAITING_AT_MOST = 500  # more waiting at once: answered NOT_FOUND at once (the key's value stays < 1 MB)
 
 class ImmutableVersionViolation(ValueError):
     """A proposal version arrived again with different content."""
@@ -55,10 +80,18 @@ class ProposalsProcessor:
         self.reservations: KeyValueStore[Reservation] = KeyValueStore(
             "reservations", b"r/", ReservationCodec(), context.store, context.journal,
             max_cached_bytes=context.cache_bytes // 32)
+        self.waiting: KeyValueStore[tuple[WaitingAdmission, ...]] = KeyValueStore(
+            "waiting-admissions", b"w/", WaitingAdmissionsCodec(), context.store, context.journal,
+            max_cached_bytes=1024 * 1024)
+        self._journal = context.journal
+        self._inputs = context.inputs
+        self._partition = context.task_id.partition
+        self._waiting_since: dict[str, float] = {}  # request id -> when this incarnation saw it wait
+        self._arrived: set[tuple[str, int]] = set()  # versions stored while requests wait for them
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:
-        return (self.proposals, self.reservations)
+        return (self.proposals, self.reservations, self.waiting)
 
     def prepare_commit(self, txn: KafkaTransaction, refused: Callable[[bytes], DeliveryCallback]) -> None:
         """Nothing is produced per transaction."""
@@ -74,6 +107,8 @@ class ProposalsProcessor:
     def on_approved_proposal(self, message: Message) -> None:
         artifact = translate.artifact_from_record(decode_value(self._approved_proposal, message))
         self._store_artifact(artifact)
+        if self.waiting.get(_WAITING_KEY):  # decided by the next punctuation, with the request's trace
+            self._arrived.add((artifact.proposal_id, artifact.version_no))
 
     def _store_artifact(self, artifact: ProposalArtifact) -> None:
         key = _version_key(artifact.proposal_id, artifact.version_no)
@@ -94,8 +129,73 @@ class ProposalsProcessor:
         request = decode_value(self._admission_request, message)
         if request["kind"] == "RELEASE":
             self._release(request)
+            return
+        decision = self._admit(request)
+        if decision["outcome"] == "PROPOSAL_NOT_FOUND" and self._wait(request):
+            return
+        self._outputs.admission_decision(decision)
+
+    # -- admissions waiting for the proposal's partition -------------------------------------
+
+    def _wait(self, request: dict[str, Any]) -> bool:
+        """Keep a request for an unknown version waiting if approved-proposals may still hold it
+        unread (see the module's docstring); False: the NOT_FOUND answer stands."""
+        topic = self._topics.approved_proposals
+        end = self._inputs.end_offset(topic, self._partition)
+        if end is None:  # cannot be known (no consumer, or the broker did not answer)
+            return False
+        read = self._inputs.read_to(topic, self._partition)
+        if end == 0 or (read is not None and read >= end):
+            return False  # read to the end (or nothing to read): the version was never published
+        waiting = self.waiting.get(_WAITING_KEY) or ()
+        if len(waiting) >= _WAITING_AT_MOST:
+            return False
+        self.waiting.put(_WAITING_KEY, (*waiting, WaitingAdmission(request, tuple(self._journal.trace_headers), end)))
+        self._waiting_since[request["request_id"]] = time.monotonic()
+        log.info("admission waits for approved-proposals to be read", extra={
+            "proposal_id": request["proposal_id"], "version_no": request["version_no"],
+            "execution_id": request["execution_id"], "partition": self._partition, "read_to": read, "until": end,
+        })
+        return True
+
+    def punctuations(self) -> list[Punctuation]:
+        """The waiting admissions now due: their version arrived, the partition was read to their
+        end offset, or they waited WAIT_AT_MOST_S."""
+        waiting = self.waiting.get(_WAITING_KEY)
+        if not waiting:
+            return []
+        arrived, self._arrived = self._arrived, set()
+        read = self._inputs.read_to(self._topics.approved_proposals, self._partition)
+        now = time.monotonic()
+        return [Punctuation(f"admission {w.request_id}", list(w.trace_headers),
+                            partial(self._decide_waiting, w.request_id), partial(self._stop_waiting, w.request_id))
+                for w in waiting
+                if (w.request["proposal_id"], w.request["version_no"]) in arrived
+                or self._waited_enough(w, read, now)]
+
+    def _waited_enough(self, waiting: WaitingAdmission, read: int | None, now: float) -> bool:
+        if read is not None and read >= waiting.until:
+            return True
+        return now - self._waiting_since.setdefault(waiting.request_id, now) >= WAIT_AT_MOST_S
+
+    def _decide_waiting(self, request_id: str) -> None:
+        waiting = next((w for w in self.waiting.get(_WAITING_KEY) or () if w.request_id == request_id), None)
+        if waiting is None:
+            return
+        decision = self._admit(dict(waiting.request))
+        if decision["outcome"] == "PROPOSAL_NOT_FOUND" and not self._waited_enough(
+                waiting, self._inputs.read_to(self._topics.approved_proposals, self._partition), time.monotonic()):
+            return  # the version's arrival was undone (its transaction aborted): go on waiting
+        self._stop_waiting(request_id)
+        self._outputs.admission_decision(decision)
+
+    def _stop_waiting(self, request_id: str) -> None:
+        remaining = tuple(w for w in self.waiting.get(_WAITING_KEY) or () if w.request_id != request_id)
+        if remaining:
+            self.waiting.put(_WAITING_KEY, remaining)
         else:
-            self._outputs.admission_decision(self._admit(request))
+            self.waiting.delete(_WAITING_KEY)
+        self._waiting_since.pop(request_id, None)
 
     def _admit(self, request: dict[str, Any]) -> dict[str, Any]:
         proposal_id, version_no = request["proposal_id"], request["version_no"]

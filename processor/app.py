@@ -14,6 +14,7 @@ from observability.ops_server import OpsServer
 from processor.config import ProcessorConfig
 from processor.metrics import ProcessorMetrics
 from processor.runtime.loop import LoopSettings, StreamLoop
+from processor.runtime.positions import ReadPositions
 from processor.runtime.restore import restore_consumer_config, written_end_consumer_config
 from processor.runtime.state_manager import StateManager
 from processor.runtime.store import StateDirLock
@@ -38,6 +39,9 @@ def consumer_config(config: ProcessorConfig) -> ClientConfig:
         "isolation.level": "read_committed",
         # Range gives partition p of equally partitioned topics to one member: co-partitioning.
         "partition.assignment.strategy": "range",
+        # An event when a partition is read to its end: how the loop knows a partition with nothing
+        # new was read (processor.runtime.positions).
+        "enable.partition.eof": True,
     }
     if config.static_membership:
         # A restarted instance rejoins as the same member and gets its partitions back at once, without
@@ -144,10 +148,13 @@ class ProcessorApp:
         restore_consumer = Consumer({**restore_consumer_config(config.kafka.base_config()), "logger": LIBRDKAFKA_LOG})
         watermark_consumer = Consumer({**written_end_consumer_config(config.kafka.base_config()),
                                        "logger": LIBRDKAFKA_LOG})
+        # How far each input partition was read, and where it ends (its high watermark: after every
+        # record written so far, committed or not yet): admissions wait on it (processor.admission).
+        positions = ReadPositions(lambda tp: watermark_consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1])
         self.state = StateManager(
             self.topology.subtopologies,
             config.state_dir,
-            self.topology.build_task,
+            lambda task_id, store, partitions: self.topology.build_task(task_id, store, partitions, inputs=positions),
             restore_consumer=restore_consumer,
             changelog_written_end=lambda tp: watermark_consumer.get_watermark_offsets(tp, timeout=30, cached=False)[1],
             metrics=self.metrics,
@@ -162,6 +169,7 @@ class ProcessorApp:
                                   transaction_timeout_s=8.0),
             metrics=self.metrics,
             new_producer=lambda: Producer(producer_config(config)),
+            positions=positions,
         )
         del producer  # the loop owns the clients from here
         try:

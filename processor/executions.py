@@ -51,7 +51,7 @@ from processor.kafka_provider import KafkaExecutionProvider
 from processor.metrics import ProcessorMetrics
 from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
-from processor.runtime.task import Handler, TaskContext
+from processor.runtime.task import Handler, Punctuation, TaskContext
 from processor.runtime.transaction import DeliveryCallback, KafkaTransaction
 from processor.state_codecs import (
     DefinitionCodec,
@@ -214,6 +214,10 @@ class ExecutionsProcessor:
             t.admission_decisions: self.on_admission_decision,
             t.order_events: self.on_order_event,
         }
+
+    def punctuations(self) -> tuple[Punctuation, ...]:
+        """Nothing is done without an input record."""
+        return ()
 
     def prepare_commit(self, txn: KafkaTransaction, refused: Callable[[bytes], DeliveryCallback]) -> None:
         """The execution-snapshots table: the latest summary of each execution this transaction

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -248,3 +249,36 @@ class ArtifactCodec:
 
     def decode(self, data: bytes) -> ProposalArtifact:
         return parse_artifact(orjson.loads(data))
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingAdmission:
+    """An ADMIT request for a proposal version not known yet, arrived while the task had not read its
+    approved-proposals partition to the end: it waits until the version arrives or the partition is
+    read to `until` (its end when the request arrived), then is decided (processor.admission)."""
+
+    request: Mapping[str, Any]  # the AdmissionRequest record (never with an inline artifact)
+    trace_headers: tuple[tuple[str, bytes], ...]  # the request's, for the decision it gets
+    until: int
+
+    @property
+    def request_id(self) -> str:
+        return str(self.request["request_id"])
+
+
+class WaitingAdmissionsCodec:
+    """The admissions waiting in one task, oldest first, under one key (a handful at most)."""
+
+    def encode(self, value: tuple[WaitingAdmission, ...]) -> bytes:
+        return orjson.dumps([{
+            "request": {**waiting.request, "issued_at": waiting.request["issued_at"].isoformat()},
+            "trace_headers": [[name, data.decode("latin-1")] for name, data in waiting.trace_headers],
+            "until": waiting.until,
+        } for waiting in value])
+
+    def decode(self, data: bytes) -> tuple[WaitingAdmission, ...]:
+        return tuple(WaitingAdmission(
+            request={**raw["request"], "issued_at": datetime.fromisoformat(raw["request"]["issued_at"])},
+            trace_headers=tuple((name, text.encode("latin-1")) for name, text in raw["trace_headers"]),
+            until=raw["until"],
+        ) for raw in orjson.loads(data))

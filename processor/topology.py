@@ -27,7 +27,7 @@ from processor.metrics import ProcessorMetrics
 from processor.outputs import DeadLetters
 from processor.runtime.state_manager import Subtopology
 from processor.runtime.store import PartitionStore
-from processor.runtime.task import ErrorPolicy, Task, TaskContext, TaskId, TaskProcessor
+from processor.runtime.task import ErrorPolicy, InputPositions, Task, TaskContext, TaskId, TaskProcessor
 from processor.topics import subtopologies
 from wire.errors import DecodeError, RecordError
 from wire.formats import WireFormats
@@ -56,11 +56,13 @@ class ServiceTopology:
         # A span per input record only when spans are exported (docs/design.md "Observability").
         self._tracer = None if config.trace_exporter == "none" else tracing.get_tracer("processor")
 
-    def build_task(self, task_id: TaskId, store: PartitionStore, partitions: int) -> Task:
+    def build_task(self, task_id: TaskId, store: PartitionStore, partitions: int, *,
+                   inputs: InputPositions | None = None) -> Task:
         return Task(task_id, store, self._processor_for(task_id.subtopology), dead_letters=self._dead_letters,
                     bad_input=BAD_INPUT, error_policy=self._error_policy, partitions=partitions,
                     cache_bytes=self._config.cache_mb * 1024 * 1024,
-                    on_misrouted=lambda topic: self._metrics.misrouted.labels(topic).inc(), tracer=self._tracer)
+                    on_misrouted=lambda topic: self._metrics.misrouted.labels(topic).inc(), tracer=self._tracer,
+                    inputs=inputs)
 
     def _processor_for(self, subtopology: str) -> Callable[[TaskContext], TaskProcessor]:
         topics, metrics, wire_formats = self._config.topics, self._metrics, self._formats

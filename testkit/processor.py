@@ -293,9 +293,9 @@ class ProcessorHarness:
 
     def publish_proposal(self, raw_artifact: dict[str, Any], *, wait_stored: bool | None = None) -> None:
         """Publish an approved proposal as upstream does and, by default when a processor is running,
-        wait until it is stored: a create sent right after publishing could otherwise be admitted
-        before the version is known (the two topics are read independently, as in production, where
-        upstream publishes a version long before anyone executes it)."""
+        wait until it is stored (in its store's changelog: what a test reading state expects). A
+        create sent right after publishing would be admitted anyway: its admission waits until the
+        proposal's partition is read past what was written before it (processor.admission)."""
         if wait_stored is None:
             wait_stored = bool(self._running)
         record = translate.artifact_to_record(parse_artifact(raw_artifact))

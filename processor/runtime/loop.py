@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from kafka_client.records import coordinates
 from processor.metrics import ProcessorMetrics
+from processor.runtime.positions import ReadPositions
 from processor.runtime.state_manager import StateManager
 from processor.runtime.task import Coordinates, OutputRefused, Task
 from processor.runtime.transaction import KafkaTransaction, TransactionStatus
@@ -70,8 +71,10 @@ class StreamLoop:
         settings: LoopSettings,
         metrics: ProcessorMetrics,
         new_producer: Callable[[], Producer] | None = None,
+        positions: ReadPositions | None = None,
     ) -> None:
         self._consumer = consumer
+        self._positions = positions or ReadPositions()  # how far each input partition was read (tasks ask)
         self._producer: Producer | None = producer  # None only while _replace_producer replaces it
         self._new_producer = new_producer  # a fresh transactional producer (same transactional.id)
         self._state = state
@@ -108,6 +111,7 @@ class StreamLoop:
                 messages = self._next_batch()
                 if messages:
                     self._process(messages)
+                self._punctuate()
                 if self._txn is not None and (
                     len(messages) < self._settings.batch_size
                     or time.monotonic() - self._txn_started >= self._settings.commit_interval_s
@@ -153,24 +157,31 @@ class StreamLoop:
                 messages.extend(more)
         return messages
 
-    def _process(self, messages: list[Message]) -> None:
+    def _open_transaction(self) -> KafkaTransaction:
         if self._txn is None:
             if self._producer is None:  # _replace_producer sets a new one or raises
                 raise RuntimeError("no transactional producer")
             self._txn = KafkaTransaction(self._producer, timeout_s=self._settings.transaction_timeout_s)
             self._txn_started = time.monotonic()
             self._txn_records = 0
-        txn = self._txn
+        return self._txn
+
+    def _process(self, messages: list[Message]) -> None:
+        txn: KafkaTransaction | None = self._txn
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", error)
-                    if error.fatal():
-                        raise KafkaException(error)
-                    if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-                        self._broker_trouble(str(error))
+                if error.code() == KafkaError._PARTITION_EOF:  # read to its end (no transaction needed)
+                    self._positions.advanced(message.topic() or "", message.partition() or 0, message.offset() or 0)
+                    continue
+                log.warning("consumer error: %s", error)
+                if error.fatal():
+                    raise KafkaException(error)
+                if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+                    self._broker_trouble(str(error))
                 continue
+            if txn is None:
+                txn = self._open_transaction()
             where = coordinates(message)
             topic, partition, offset = where
             task = self._state.task_for(topic, partition)
@@ -188,8 +199,15 @@ class StreamLoop:
                 self._poison({refused.where: refused.reason})
                 return
             self._next_offsets[(topic, partition)] = offset + 1
+            self._positions.advanced(topic, partition, offset + 1)
             self._metrics.records_processed.labels(topic).inc()
             self._txn_records += 1
+
+    def _punctuate(self) -> None:
+        """Work the tasks do without an input record (e.g. admissions that waited for a read)."""
+        for task in self._state.tasks():
+            if task.punctuate(self._open_transaction):
+                self._touched[id(task)] = task
 
     def _commit(self) -> None:
         txn, self._txn = self._txn, None
@@ -255,6 +273,7 @@ class StreamLoop:
 
     def _rewind(self) -> None:
         """Back to the committed offsets of every assigned partition (bounded retries while the broker is away)."""
+        self._positions.forget_all()  # what was read past the committed offsets is read again
         while True:
             assignment = self._consumer.assignment()
             if not assignment:
@@ -362,6 +381,7 @@ class StreamLoop:
         self.assignment_ready = False
         if self._txn is not None:
             self._commit()  # the generation is still ours: finish the work done so far
+        self._positions.forget(partitions)
         self._state.on_partition_revoke(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -371,4 +391,5 @@ class StreamLoop:
             txn, self._txn = self._txn, None
             tasks, self._touched = list(self._touched.values()), {}
             self._abort_and_rewind(txn, tasks, "partitions lost")
+        self._positions.forget(partitions)
         self._state.on_partition_lost(partitions)

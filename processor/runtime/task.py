@@ -10,7 +10,9 @@ The shape of Kafka Streams' `StreamTask`, with an explicit state switch:
   the changelog, inside the transaction;
 - `post_commit()`: the transaction committed: write RocksDB and the checkpoint;
 - `abort()`: the transaction was aborted: forget what it wrote (committed state stays);
-- `close()`: the partition left this instance: close the store and drop every cache with it.
+- `close()`: the partition left this instance: close the store and drop every cache with it;
+- `punctuate(open_transaction)`: work due without an input record (Kafka Streams' punctuator),
+  e.g. an admission that waited for its proposal's partition to be read, inside the transaction.
 
 What a subtopology does with its records is its `TaskProcessor`, built once per task (so its
 codecs and their caches live and die with the task).
@@ -33,7 +35,7 @@ from observability import tracing
 from processor.runtime.journal import RecordJournal
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.store import PartitionStore, StagedWrites
-from processor.runtime.transaction import DeliveryCallback, KafkaTransaction
+from processor.runtime.transaction import DeliveryCallback, Headers, KafkaTransaction
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,30 @@ class TaskId:
 _ROUTED_KEYS_KEPT = 20_000  # ~2 MB of keys at most per task; cleared (and checked again) beyond
 
 
+class InputPositions(Protocol):
+    """How far this instance has read its input partitions, and where they end (the loop keeps it)."""
+
+    def read_to(self, topic: str, partition: int) -> int | None:
+        """The offset after the last record of the partition handed to its task, or the end the
+        consumer reported reaching (so a partition with nothing new is read to its end); None
+        until either is known since the partition was assigned."""
+        ...
+
+    def end_offset(self, topic: str, partition: int) -> int | None:
+        """The partition's end offset now, asked of the broker; None if it cannot be asked."""
+        ...
+
+
+class UnknownPositions:
+    """Nothing known (a processor run without a consumer, e.g. in process): nothing waits for a read."""
+
+    def read_to(self, topic: str, partition: int) -> int | None:
+        return None
+
+    def end_offset(self, topic: str, partition: int) -> int | None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class TaskContext:
     """What a task's processor gets to build its stores and outputs with."""
@@ -111,6 +137,19 @@ class TaskContext:
     store: PartitionStore
     journal: RecordJournal
     cache_bytes: int = 32 * 1024 * 1024  # decoded values the task's stores may keep in memory
+    inputs: InputPositions = UnknownPositions()
+
+
+@dataclass(frozen=True, slots=True)
+class Punctuation:
+    """One unit of work a task does without an input record. `run` writes and produces through the
+    task's journal as a handler does; its outputs carry `trace_headers`. If `run` raises, its
+    effects are discarded and `abandon` runs instead (it must end the work, so it is not due again)."""
+
+    name: str
+    trace_headers: Headers
+    run: Callable[[], None]
+    abandon: Callable[[], None]
 
 
 class TaskProcessor(Protocol):
@@ -127,6 +166,10 @@ class TaskProcessor(Protocol):
         """Produce what belongs to the transaction as a whole (once per transaction, not per record);
         `refused(store_key)` gives the delivery callback of a record that follows from that key's value
         (so a refusal is blamed on the input that last wrote it)."""
+        ...
+
+    def punctuations(self) -> Sequence[Punctuation]:
+        """Work due now without an input record; asked once per loop iteration, so cheap when none."""
         ...
 
 
@@ -149,8 +192,10 @@ class Task:
         cache_bytes: int = 32 * 1024 * 1024,
         on_misrouted: Callable[[str], None] | None = None,
         tracer: Tracer | None = None,
+        inputs: InputPositions | None = None,
     ) -> None:
         self.id = task_id
+        self._inputs = inputs or UnknownPositions()
         self._tracer = tracer  # None: no span per record, the input's trace context passed on as it is
         self.store = store
         self._build = build
@@ -181,7 +226,7 @@ class Task:
     def initialize(self) -> None:
         """The store is up to date: build the processor and start processing."""
         self._require(TaskState.RESTORING)
-        self._processor = self._build(TaskContext(self.id, self.store, self.journal, self._cache_bytes))
+        self._processor = self._build(TaskContext(self.id, self.store, self.journal, self._cache_bytes, self._inputs))
         self._handlers = self._processor.handlers()
         self.state = TaskState.RUNNING
 
@@ -270,6 +315,30 @@ class Task:
             if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
                 raise OutputRefused(where, f"its dead letter was refused too: {_describe(kafka_error)}") from refused
             raise
+
+    def punctuate(self, open_transaction: Callable[[], KafkaTransaction]) -> bool:
+        """Run the processor's due punctuations inside the open transaction (opened only if there is
+        work); True if any ran. A punctuation that raises is logged, its effects discarded, and its
+        `abandon` run instead, so it is never due again and nothing spins or stops."""
+        if self.state is not TaskState.RUNNING or self._processor is None:
+            return False
+        due = self._processor.punctuations()
+        if not due:
+            return False
+        txn = open_transaction()
+        journal = self.journal
+        for work in due:
+            journal.begin()
+            journal.trace_headers = work.trace_headers
+            try:
+                work.run()
+            except Exception:
+                journal.discard()
+                log.error("punctuation %s of task %s failed; abandoning it", work.name, self.id, exc_info=True)
+                journal.begin()
+                work.abandon()
+            journal.commit(txn)  # a record refused at once escapes: the transaction is FAILED and redone
+        return True
 
     def refused(self) -> dict[Coordinates, str]:
         """The inputs (of the open transaction) whose outputs the broker refused, and why."""

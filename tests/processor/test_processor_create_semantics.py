@@ -4,13 +4,17 @@ proposal version, unknown or not-ready proposals, inline artifacts, dry runs, ca
 from __future__ import annotations
 
 import copy
+import uuid
 
 import pytest
+from confluent_kafka import Producer
 
-from execution_domain import execution_id_for_key
+from execution_domain import execution_id_for_key, parse_artifact
 from execution_domain.proposal import seal_artifact
 from mock_oms.provider import MockHold
-from testkit.processor import ProcessorHarness, ScriptedOms, load_sample
+from testkit.processor import ProcessorHarness, ScriptedOms, load_sample, wait_until
+from wire import records as translate
+from wire import serde
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +101,42 @@ def test_create_answered_not_found_succeeds_with_the_same_key_once_the_version_i
     running.publish_proposal(raw)
     again = running.result(running.create("k-late", raw["proposal_id"], raw["version_no"]))
     assert again["outcome"] == "CREATED" and again["execution_id"] == execution_id_for_key("k-late")
+
+
+def test_create_for_a_version_written_but_not_yet_readable_waits_for_it_and_is_created(
+        harness: ProcessorHarness) -> None:
+    # processor.admission, "Waiting for the proposal's partition". The version is written before
+    # the create, but behind another producer's open transaction on its partition, so the
+    # proposals task cannot read it yet (read_committed) when the admission request arrives: the
+    # request waits (before: NOT_FOUND at once) and is admitted once the transaction ends.
+    suffix = uuid.uuid4().hex[:6]
+    target = copy.deepcopy(load_sample("rfc_accept_all"))
+    target["proposal_id"] = f"prop_behind_{suffix}"
+    target = seal_artifact(target)
+    blocker = Producer({"bootstrap.servers": harness.bootstrap, "transactional.id": f"upstream-{suffix}",
+                        "partitioner": "murmur2_random"})
+    blocker.init_transactions(30)
+    blocker.begin_transaction()
+    other = copy.deepcopy(target)
+    other["version_no"] = target["version_no"] + 1
+    record = translate.artifact_to_record(parse_artifact(seal_artifact(other)))
+    blocker.produce(harness.topics.approved_proposals, key=other["proposal_id"].encode(),  # same key, same partition
+                    value=serde.encode("ApprovedProposal", record))
+    blocker.flush(30)
+    harness.publish_proposal(target, wait_stored=False)  # written after the open transaction's record
+    command_id = harness.create(f"k-behind-{suffix}", target["proposal_id"], target["version_no"])
+
+    process = harness.spawn("p1")
+    wait_until(lambda: "admission waits for approved-proposals to be read" in process.log_path.read_text(
+        errors="replace"), 60, what="the admission to wait for its proposal's partition")
+    harness.outputs.drain(0.5)
+    assert not any(r["command_id"] == command_id for r in harness.outputs.records[harness.topics.command_results])
+
+    blocker.abort_transaction(30)  # the partition becomes readable past it: the version is read
+    result = harness.result(command_id, timeout_s=60)
+
+    assert result["outcome"] == "CREATED", result
+    assert result["execution_id"] == execution_id_for_key(f"k-behind-{suffix}")
 
 
 def test_proposal_whose_gate_is_not_execution_ready_is_not_executable(running: ProcessorHarness) -> None:

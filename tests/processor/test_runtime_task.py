@@ -20,7 +20,7 @@ from opentelemetry.trace import Tracer, format_span_id, format_trace_id
 from processor.runtime.journal import JournalStateError, OutputRecord
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.store import PartitionStore
-from processor.runtime.task import ErrorPolicy, HandlerBug, Task, TaskContext, TaskId, TaskState
+from processor.runtime.task import ErrorPolicy, HandlerBug, Punctuation, Task, TaskContext, TaskId, TaskState
 from processor.runtime.transaction import KafkaTransaction, TransactionStateError, TransactionStatus
 from testkit.records import ConsumedRecord
 
@@ -75,6 +75,7 @@ class Notes:
     def __init__(self, context: TaskContext) -> None:
         self._journal = context.journal
         self.notes: KeyValueStore[str] = KeyValueStore("notes", b"n/", TextCodec(), context.store, context.journal)
+        self.due: list[Punctuation] = []  # what the next punctuations() call returns
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:
@@ -85,6 +86,15 @@ class Notes:
 
     def prepare_commit(self, txn: Any, refused: Any) -> None:
         """Nothing per transaction."""
+
+    def punctuations(self) -> list[Punctuation]:
+        due, self.due = self.due, []
+        return due
+
+    def note(self, key: str, value: str) -> None:
+        """Work a punctuation does: one write and one output."""
+        self.notes.put(key, value)
+        self._journal.produce(OutputRecord("out", f"{key}={value}".encode(), key.encode()))
 
     def handle(self, message: Message) -> None:
         command, _, arg = message.value().decode().partition(" ")
@@ -314,3 +324,52 @@ def test_task_with_a_tracer_makes_a_child_span_per_record_and_its_outputs_name_t
     assert format_trace_id(span.context.trace_id) == TRACE_ID and format_span_id(span.parent.span_id) == "00f067aa0ba902b7"
     (headers,) = txn.headers
     assert headers == [("traceparent", f"00-{TRACE_ID}-{format_span_id(span.context.span_id)}-01".encode())]
+
+
+def test_task_punctuate_with_nothing_due_opens_no_transaction(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    opened: list[RecordingTxn] = []
+
+    def open_transaction() -> RecordingTxn:
+        opened.append(RecordingTxn())
+        return opened[-1]
+
+    assert task.punctuate(open_transaction) is False  # type: ignore[arg-type]
+    assert opened == []
+
+
+def test_task_punctuation_writes_and_produces_into_the_transaction_with_its_trace_headers(
+    store: PartitionStore,
+) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    notes = task._processor
+    assert isinstance(notes, Notes)
+    trace = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
+    notes.due = [Punctuation("note a", trace, lambda: notes.note("a", "late"), lambda: None)]
+    txn = RecordingTxn()
+
+    assert task.punctuate(lambda: txn) is True  # type: ignore[arg-type,return-value]
+
+    assert txn.produced == [("out", b"a", b"a=late")] and txn.headers == [trace]
+    commit(task, txn)
+    assert store.get(b"n/a") == b"late" and not task.journal.open
+
+
+def test_task_punctuation_that_raises_leaves_nothing_of_it_and_runs_its_abandon(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    notes = task._processor
+    assert isinstance(notes, Notes)
+
+    def fails() -> None:
+        notes.note("half", "written")
+        raise RuntimeError("a bug in the middle")
+
+    notes.due = [Punctuation("fails", [], fails, lambda: notes.note("abandoned", "yes")),
+                 Punctuation("next", [], lambda: notes.note("next", "ran"), lambda: None)]
+    txn = RecordingTxn()
+
+    assert task.punctuate(lambda: txn) is True  # type: ignore[arg-type,return-value]
+
+    assert txn.produced == [("out", b"abandoned", b"abandoned=yes"), ("out", b"next", b"next=ran")]
+    commit(task, txn)
+    assert store.get(b"n/half") is None and store.get(b"n/abandoned") == b"yes" and store.get(b"n/next") == b"ran"

@@ -15,9 +15,12 @@ to the end it had when the request arrived (its high watermark, asked of the bro
 record written before, committed or not yet), and is decided then. That is the question Kafka
 Streams answers with stream time and `max.task.idle.ms`; here the end offset gives it exactly.
 A partition that cannot be read to that end within WAIT_AT_MOST_S (an upstream transaction left
-open keeps what follows it unreadable) does not hold a create longer. The waiting requests are state like any
-other (changelogged, restored), and deciding them is a punctuation: work a task does without an
-input record (`processor.runtime.task.Punctuation`).
+open keeps what follows it unreadable) does not hold a create longer. A request for a version
+others already wait for waits behind them, so a version goes to the first asker. The waiting
+requests are state like any other (changelogged, restored, their start time with them), and
+deciding them is a punctuation: work a task does without an input record
+(`processor.runtime.task.Punctuation`). One that cannot be decided (a bug, or its decision
+refused by the broker) is answered INVALID_ARTIFACT with the reason, never left unanswered.
 """
 
 from __future__ import annotations
@@ -60,6 +63,24 @@ def _version_key(proposal_id: str, version_no: int) -> str:
     return f"{proposal_id}/{version_no}"
 
 
+def _decision(request: dict[str, Any], outcome: str, *, artifact: ProposalArtifact | None = None,
+              reason: str | None = None, existing: str | None = None, attempt: int = 1) -> dict[str, Any]:
+    """The AdmissionDecision record answering `request`."""
+    return {
+        "request_id": request["request_id"], "execution_id": request["execution_id"],
+        "proposal_id": request["proposal_id"], "version_no": request["version_no"],
+        "correlation_id": request["correlation_id"], "decided_at": request["issued_at"],
+        "outcome": outcome,
+        "artifact": None if artifact is None else translate.artifact_to_record(artifact),
+        "existing_execution_id": existing, "reason": reason, "attempt": attempt,
+    }
+
+
+def _waited_enough(waiting: WaitingAdmission, read: int | None, now: float) -> bool:
+    """Read to the end the partition had when the request arrived, or waited WAIT_AT_MOST_S."""
+    return (read is not None and read >= waiting.until) or now - waiting.since >= WAIT_AT_MOST_S
+
+
 class ProposalsProcessor:
     """The handlers of one proposals task and the stores they use."""
 
@@ -86,7 +107,6 @@ class ProposalsProcessor:
         self._journal = context.journal
         self._inputs = context.inputs
         self._partition = context.task_id.partition
-        self._waiting_since: dict[str, float] = {}  # request id -> when this incarnation saw it wait
         self._arrived: set[tuple[str, int]] = set()  # versions stored while requests wait for them
 
     @property
@@ -130,6 +150,9 @@ class ProposalsProcessor:
         if request["kind"] == "RELEASE":
             self._release(request)
             return
+        if request["artifact"] is None and self._waiting_for(request["proposal_id"], request["version_no"]):
+            if self._wait(request, behind_others=True):  # the version goes to the first asker
+                return
         decision = self._admit(request)
         if decision["outcome"] == "PROPOSAL_NOT_FOUND" and self._wait(request):
             return
@@ -137,79 +160,90 @@ class ProposalsProcessor:
 
     # -- admissions waiting for the proposal's partition -------------------------------------
 
-    def _wait(self, request: dict[str, Any]) -> bool:
+    def _waiting_for(self, proposal_id: str, version_no: int) -> bool:
+        return any((w.request["proposal_id"], w.request["version_no"]) == (proposal_id, version_no)
+                   for w in self.waiting.get(_WAITING_KEY) or ())
+
+    def _wait(self, request: dict[str, Any], *, behind_others: bool = False) -> bool:
         """Keep a request for an unknown version waiting if approved-proposals may still hold it
-        unread (see the module's docstring); False: the NOT_FOUND answer stands."""
+        unread (see the module's docstring), or behind others waiting for its version; False: it
+        is decided now."""
         topic = self._topics.approved_proposals
         end = self._inputs.end_offset(topic, self._partition)
-        if end is None:  # cannot be known (no consumer, or the broker did not answer)
-            return False
         read = self._inputs.read_to(topic, self._partition)
-        if end == 0 or (read is not None and read >= end):
-            return False  # read to the end (or nothing to read): the version was never published
+        if not behind_others and (end is None or end == 0 or (read is not None and read >= end)):
+            return False  # cannot be known, or read to the end (or nothing to read): the answer stands
         waiting = self.waiting.get(_WAITING_KEY) or ()
         if len(waiting) >= _WAITING_AT_MOST:
             return False
-        self.waiting.put(_WAITING_KEY, (*waiting, WaitingAdmission(request, tuple(self._journal.trace_headers), end)))
-        self._waiting_since[request["request_id"]] = time.monotonic()
+        self.waiting.put(_WAITING_KEY, (*waiting, WaitingAdmission(
+            request, tuple(self._journal.trace_headers), end or 0, time.time())))
         log.info("admission waits for approved-proposals to be read", extra={
             "proposal_id": request["proposal_id"], "version_no": request["version_no"],
             "execution_id": request["execution_id"], "partition": self._partition, "read_to": read, "until": end,
+            "behind_others": behind_others,
         })
         return True
 
     def punctuations(self) -> list[Punctuation]:
         """The waiting admissions now due: their version arrived, the partition was read to their
-        end offset, or they waited WAIT_AT_MOST_S."""
+        end offset, or they waited WAIT_AT_MOST_S; for each version, in arrival order up to the
+        first one not due."""
         waiting = self.waiting.get(_WAITING_KEY)
         if not waiting:
             return []
         arrived, self._arrived = self._arrived, set()
         read = self._inputs.read_to(self._topics.approved_proposals, self._partition)
-        now = time.monotonic()
-        return [Punctuation(f"admission {w.request_id}", list(w.trace_headers),
-                            partial(self._decide_waiting, w.request_id), partial(self._stop_waiting, w.request_id))
-                for w in waiting
-                if (w.request["proposal_id"], w.request["version_no"]) in arrived
-                or self._waited_enough(w, read, now)]
-
-    def _waited_enough(self, waiting: WaitingAdmission, read: int | None, now: float) -> bool:
-        if read is not None and read >= waiting.until:
-            return True
-        return now - self._waiting_since.setdefault(waiting.request_id, now) >= WAIT_AT_MOST_S
+        now = time.time()
+        due: list[Punctuation] = []
+        blocked: set[tuple[str, int]] = set()
+        for w in waiting:
+            version = (w.request["proposal_id"], w.request["version_no"])
+            if version in blocked:
+                continue
+            if version in arrived or _waited_enough(w, read, now):
+                due.append(Punctuation(f"admission {w.request_id}", list(w.trace_headers),
+                                       partial(self._decide_waiting, w.request_id),
+                                       partial(self._give_up_waiting, w.request_id)))
+            else:
+                blocked.add(version)
+        return due
 
     def _decide_waiting(self, request_id: str) -> None:
         waiting = next((w for w in self.waiting.get(_WAITING_KEY) or () if w.request_id == request_id), None)
         if waiting is None:
             return
-        decision = self._admit(dict(waiting.request))
-        if decision["outcome"] == "PROPOSAL_NOT_FOUND" and not self._waited_enough(
-                waiting, self._inputs.read_to(self._topics.approved_proposals, self._partition), time.monotonic()):
-            return  # the version's arrival was undone (its transaction aborted): go on waiting
+        decision = self._admit(dict(waiting.request))  # NOT_FOUND has no effects: nothing to undo below
+        if decision["outcome"] == "PROPOSAL_NOT_FOUND" and not _waited_enough(
+                waiting, self._inputs.read_to(self._topics.approved_proposals, self._partition), time.time()):
+            return  # the version's arrival was undone (its transaction aborted): it goes on waiting, in place
         self._stop_waiting(request_id)
         self._outputs.admission_decision(decision)
 
-    def _stop_waiting(self, request_id: str) -> None:
-        remaining = tuple(w for w in self.waiting.get(_WAITING_KEY) or () if w.request_id != request_id)
+    def _give_up_waiting(self, request_id: str, why: str) -> None:
+        """The request cannot be decided (Task.punctuate: a bug, or its decision refused): answer it
+        so the create is not left pending, with a small decision that names why."""
+        waiting = self._stop_waiting(request_id)
+        if waiting is None:
+            return
+        request = waiting.request
+        self._outputs.admission_decision(_decision(
+            dict(request), "INVALID_ARTIFACT",
+            reason=f"proposal {request['proposal_id']} version {request['version_no']} could not be admitted: {why}"))
+
+    def _stop_waiting(self, request_id: str) -> WaitingAdmission | None:
+        waiting = self.waiting.get(_WAITING_KEY) or ()
+        found = next((w for w in waiting if w.request_id == request_id), None)
+        remaining = tuple(w for w in waiting if w.request_id != request_id)
         if remaining:
             self.waiting.put(_WAITING_KEY, remaining)
-        else:
+        elif waiting:
             self.waiting.delete(_WAITING_KEY)
-        self._waiting_since.pop(request_id, None)
+        return found
 
     def _admit(self, request: dict[str, Any]) -> dict[str, Any]:
         proposal_id, version_no = request["proposal_id"], request["version_no"]
-
-        def decision(outcome: str, *, artifact: ProposalArtifact | None = None, reason: str | None = None,
-                     existing: str | None = None, attempt: int = 1) -> dict[str, Any]:
-            return {
-                "request_id": request["request_id"], "execution_id": request["execution_id"],
-                "proposal_id": proposal_id, "version_no": version_no,
-                "correlation_id": request["correlation_id"], "decided_at": request["issued_at"],
-                "outcome": outcome,
-                "artifact": None if artifact is None else translate.artifact_to_record(artifact),
-                "existing_execution_id": existing, "reason": reason, "attempt": attempt,
-            }
+        decision = partial(_decision, request)
 
         stored = self.proposals.get(_version_key(proposal_id, version_no))
         artifact = stored

@@ -150,7 +150,7 @@ class ProcessorApp:
                                        "logger": LIBRDKAFKA_LOG})
         # How far each input partition was read, and where it ends (its high watermark: after every
         # record written so far, committed or not yet): admissions wait on it (processor.admission).
-        positions = ReadPositions(lambda tp: watermark_consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1])
+        positions = ReadPositions(lambda tp: watermark_consumer.get_watermark_offsets(tp, timeout=2, cached=False)[1])
         self.state = StateManager(
             self.topology.subtopologies,
             config.state_dir,

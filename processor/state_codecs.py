@@ -260,6 +260,7 @@ class WaitingAdmission:
     request: Mapping[str, Any]  # the AdmissionRequest record (never with an inline artifact)
     trace_headers: tuple[tuple[str, bytes], ...]  # the request's, for the decision it gets
     until: int
+    since: float  # when it began to wait (Unix seconds): the bound holds across restarts
 
     @property
     def request_id(self) -> str:
@@ -274,6 +275,7 @@ class WaitingAdmissionsCodec:
             "request": {**waiting.request, "issued_at": waiting.request["issued_at"].isoformat()},
             "trace_headers": [[name, data.decode("latin-1")] for name, data in waiting.trace_headers],
             "until": waiting.until,
+            "since": waiting.since,
         } for waiting in value])
 
     def decode(self, data: bytes) -> tuple[WaitingAdmission, ...]:
@@ -281,4 +283,5 @@ class WaitingAdmissionsCodec:
             request={**raw["request"], "issued_at": datetime.fromisoformat(raw["request"]["issued_at"])},
             trace_headers=tuple((name, text.encode("latin-1")) for name, text in raw["trace_headers"]),
             until=raw["until"],
+            since=raw["since"],
         ) for raw in orjson.loads(data))

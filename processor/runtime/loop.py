@@ -109,6 +109,7 @@ class StreamLoop:
             while not should_stop():
                 self.last_loop_at = time.monotonic()
                 messages = self._next_batch()
+                self._positions.new_batch()  # end offsets asked from here on bound what this batch read
                 if messages:
                     self._process(messages)
                 self._punctuate()
@@ -204,10 +205,16 @@ class StreamLoop:
             self._txn_records += 1
 
     def _punctuate(self) -> None:
-        """Work the tasks do without an input record (e.g. admissions that waited for a read)."""
+        """Work the tasks do without an input record (e.g. admissions that waited for a read). An
+        output refused at once: abort and redo, where the task abandons that work instead."""
         for task in self._state.tasks():
-            if task.punctuate(self._open_transaction):
+            try:
+                if task.punctuate(self._open_transaction):
+                    self._touched[id(task)] = task
+            except OutputRefused as refused:
                 self._touched[id(task)] = task
+                self._poison({refused.where: refused.reason})
+                return
 
     def _commit(self) -> None:
         txn, self._txn = self._txn, None
@@ -248,7 +255,10 @@ class StreamLoop:
                 raise RuntimeError(f"{where[0]}[{where[1]}]@{where[2]}: even a minimal dead letter was refused "
                                    f"({reason}); check the dead-letter topic's max.message.bytes")
             self._poisoned[where] = _Poisoned(reason, 1 if known is None else known.attempts + 1, where)
-            log.warning("input %s[%d]@%d is dead-lettered instead of handled: %s", *where, reason)
+            if where[0].startswith("punctuation:"):  # Task.punctuate: abandoned in the redone transaction
+                log.warning("%s of partition %d is abandoned: its output was refused: %s", where[0], where[1], reason)
+            else:
+                log.warning("input %s[%d]@%d is dead-lettered instead of handled: %s", *where, reason)
         txn, self._txn = self._txn, None
         tasks, self._touched = list(self._touched.values()), {}
         if txn is not None:

@@ -143,13 +143,15 @@ class TaskContext:
 @dataclass(frozen=True, slots=True)
 class Punctuation:
     """One unit of work a task does without an input record. `run` writes and produces through the
-    task's journal as a handler does; its outputs carry `trace_headers`. If `run` raises, its
-    effects are discarded and `abandon` runs instead (it must end the work, so it is not due again)."""
+    task's journal as a handler does; its outputs carry `trace_headers`. If `run` raises (a bug) or
+    the broker refuses one of its outputs, its effects are discarded and `abandon(reason)` runs
+    instead, in the same or the redone transaction: it must end the work with a small final answer,
+    so the work is not due again. `name` is unique among the task's pending punctuations."""
 
     name: str
     trace_headers: Headers
     run: Callable[[], None]
-    abandon: Callable[[], None]
+    abandon: Callable[[str], None]
 
 
 class TaskProcessor(Protocol):
@@ -208,6 +210,10 @@ class Task:
         self._routed_keys: set[bytes | None] = set()  # keys known to belong to this partition (bounded)
         self._writers: dict[bytes, Coordinates] = {}  # store key -> the input that last wrote it, this transaction
         self._refused: dict[Coordinates, str] = {}  # inputs whose outputs the broker refused, this transaction
+        # Punctuations whose outputs were refused: the redone transaction runs their `abandon`
+        # (kept across the abort; dropped once an abandon committed).
+        self._abandon_next: dict[str, str] = {}
+        self._abandoned: set[str] = set()  # abandoned in the open transaction
         self.journal = RecordJournal()
         self._staged = StagedWrites(store)
         self._processor: TaskProcessor | None = None
@@ -318,8 +324,10 @@ class Task:
 
     def punctuate(self, open_transaction: Callable[[], KafkaTransaction]) -> bool:
         """Run the processor's due punctuations inside the open transaction (opened only if there is
-        work); True if any ran. A punctuation that raises is logged, its effects discarded, and its
-        `abandon` run instead, so it is never due again and nothing spins or stops."""
+        work); True if any ran. Each is all or nothing, like a record. One that raises is logged
+        and abandoned (or, with the STOP policy, raises HandlerBug); one whose output the producer
+        refuses at once raises OutputRefused (the loop aborts and redoes the transaction, in which
+        it is abandoned), as does, through `refused()`, one the broker refuses at delivery."""
         if self.state is not TaskState.RUNNING or self._processor is None:
             return False
         due = self._processor.punctuations()
@@ -328,17 +336,40 @@ class Task:
         txn = open_transaction()
         journal = self.journal
         for work in due:
+            where: Coordinates = (f"punctuation:{work.name}", self.id.partition, 0)
+            why = self._abandon_next.get(work.name)
             journal.begin()
             journal.trace_headers = work.trace_headers
+            if why is None:
+                try:
+                    work.run()
+                except Exception as error:
+                    journal.discard()
+                    if self._error_policy is ErrorPolicy.STOP:
+                        raise HandlerBug(f"punctuation {work.name} of task {self.id} failed: {error!r}") from error
+                    log.error("punctuation %s of task %s failed; abandoning it", work.name, self.id, exc_info=True)
+                    why = f"it failed (a bug, not bad input): {error!r}"
+                    journal.begin()
+                    journal.trace_headers = work.trace_headers
+            if why is not None:
+                work.abandon(why)
+                self._abandoned.add(work.name)
             try:
-                work.run()
-            except Exception:
-                journal.discard()
-                log.error("punctuation %s of task %s failed; abandoning it", work.name, self.id, exc_info=True)
-                journal.begin()
-                work.abandon()
-            journal.commit(txn)  # a record refused at once escapes: the transaction is FAILED and redone
+                journal.commit(txn, on_delivery=self._punctuation_delivery(work.name, where))
+            except KafkaException as refused:
+                kafka_error = refused.args[0] if refused.args else None
+                if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
+                    self._abandon_next[work.name] = f"its output was refused: {_describe(kafka_error)}"
+                    raise OutputRefused(where, _describe(kafka_error)) from refused
+                raise
         return True
+
+    def _punctuation_delivery(self, name: str, where: Coordinates) -> DeliveryCallback:
+        def delivered(error: KafkaError | None, _: Message) -> None:
+            if record_level(error):
+                self._refused.setdefault(where, _describe(error))
+                self._abandon_next[name] = f"its output was refused: {_describe(error)}"
+        return delivered
 
     def refused(self) -> dict[Coordinates, str]:
         """The inputs (of the open transaction) whose outputs the broker refused, and why."""
@@ -380,6 +411,9 @@ class Task:
             kv.committed()
         self._writers.clear()
         self._refused.clear()
+        for name in self._abandoned:
+            self._abandon_next.pop(name, None)
+        self._abandoned.clear()
 
     def abort(self) -> None:
         """The transaction was aborted: forget its writes (committed state and caches stay valid)."""
@@ -389,6 +423,7 @@ class Task:
             kv.aborted()
         self._writers.clear()
         self._refused.clear()
+        self._abandoned.clear()
 
     def close(self) -> None:
         """The partition left this instance: nothing of this task outlives it."""

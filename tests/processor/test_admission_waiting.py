@@ -181,8 +181,8 @@ def test_admissions_waiting_for_one_version_are_decided_in_arrival_order(store: 
 
 
 def test_admission_waits_at_most_wait_at_most_s(store: PartitionStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(processor.admission.time, "monotonic", lambda: clock[0])
+    clock = [1_796_000_000.0]
+    monkeypatch.setattr(processor.admission.time, "time", lambda: clock[0])
     proposals = Proposals(store, Positions(read=0, end=10))  # an upstream transaction left open: never read to 10
     proposals.request(proposal("prop_stuck"), "exec_4")
     clock[0] += processor.admission.WAIT_AT_MOST_S - 1
@@ -224,3 +224,57 @@ def test_admission_whose_version_arrival_was_aborted_goes_on_waiting(store: Part
     proposals.publish(raw)
     proposals.punctuate()
     assert proposals.outcomes() == [("exec_6", "ADMITTED")]
+
+
+def test_admission_for_a_version_others_wait_for_waits_behind_them_though_the_version_arrived(
+        store: PartitionStore) -> None:
+    positions = Positions(read=0, end=10)
+    proposals = Proposals(store, positions)
+    raw = proposal("prop_first_asker")
+    proposals.request(raw, "exec_first")
+    proposals.publish(raw)  # in the same batch as the next request: the version is known to it
+    proposals.request(raw, "exec_second")
+    assert proposals.outcomes() == []  # the second waits behind the first instead of taking the version
+
+    proposals.punctuate()
+    assert proposals.outcomes() == [("exec_first", "ADMITTED"), ("exec_second", "VERSION_IN_USE")]
+
+
+def test_admission_waiting_bounds_apply_across_restarts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1_796_000_000.0]
+    monkeypatch.setattr(processor.admission.time, "time", lambda: clock[0])
+    positions = Positions(read=0, end=10)
+    first = Proposals(PartitionStore(tmp_path / "p", TOPICS.proposals_changelog, 0), positions)
+    first.request(proposal("prop_restarted_wait"), "exec_7")
+    first.commit()
+    first.task.close()
+    clock[0] += processor.admission.WAIT_AT_MOST_S  # the time it waited before the restart counts
+
+    reopened = PartitionStore(tmp_path / "p", TOPICS.proposals_changelog, 0)
+    try:
+        second = Proposals(reopened, positions)
+        assert second.punctuate() is True
+        assert second.outcomes() == [("exec_7", "PROPOSAL_NOT_FOUND")]
+    finally:
+        reopened.close()
+
+
+def test_admission_that_cannot_be_decided_is_answered_with_the_reason_not_left_pending(
+        store: PartitionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    positions = Positions(read=0, end=10)
+    proposals = Proposals(store, positions)
+    raw = proposal("prop_bug")
+    proposals.request(raw, "exec_8")
+    proposals.publish(raw)
+    processor_ = proposals.task._processor
+    assert isinstance(processor_, processor.admission.ProposalsProcessor)
+
+    def broken(request: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a bug in the admission")
+
+    monkeypatch.setattr(processor_, "_admit", broken)
+    assert proposals.punctuate() is True
+    [(decision, _)] = proposals.txn.decisions()
+    assert decision["outcome"] == "INVALID_ARTIFACT" and decision["artifact"] is None
+    assert "a bug in the admission" in decision["reason"]
+    assert proposals.punctuate() is False  # answered once, no longer waiting

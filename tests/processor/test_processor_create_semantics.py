@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -12,7 +13,7 @@ from confluent_kafka import Producer
 from execution_domain import execution_id_for_key, parse_artifact
 from execution_domain.proposal import seal_artifact
 from mock_oms.provider import MockHold
-from testkit.processor import ProcessorHarness, ScriptedOms, load_sample, wait_until
+from testkit.processor import ProcessorHarness, ProcessorProcess, ScriptedOms, load_sample, wait_until
 from wire import records as translate
 from wire import serde
 
@@ -103,32 +104,43 @@ def test_create_answered_not_found_succeeds_with_the_same_key_once_the_version_i
     assert again["outcome"] == "CREATED" and again["execution_id"] == execution_id_for_key("k-late")
 
 
+def _open_upstream_transaction(harness: ProcessorHarness, raw: dict[str, Any]) -> Producer:
+    """Another version of `raw`'s proposal (same key, same partition) in a transaction left open:
+    nothing written after it on the partition is readable (read_committed) until it ends."""
+    blocker = Producer({"bootstrap.servers": harness.bootstrap, "transactional.id": f"upstream-{uuid.uuid4().hex}",
+                        "partitioner": "murmur2_random"})
+    blocker.init_transactions(30)
+    blocker.begin_transaction()
+    other = copy.deepcopy(raw)
+    other["version_no"] = raw["version_no"] + 1
+    record = translate.artifact_to_record(parse_artifact(seal_artifact(other)))
+    blocker.produce(harness.topics.approved_proposals, key=other["proposal_id"].encode(),
+                    value=serde.encode("ApprovedProposal", record))
+    blocker.flush(30)
+    return blocker
+
+
+def _waits(process: ProcessorProcess) -> None:
+    wait_until(lambda: "admission waits for approved-proposals to be read" in process.log_path.read_text(
+        errors="replace"), 60, what="the admission to wait for its proposal's partition")
+
+
 def test_create_for_a_version_written_but_not_yet_readable_waits_for_it_and_is_created(
         harness: ProcessorHarness) -> None:
     # processor.admission, "Waiting for the proposal's partition". The version is written before
     # the create, but behind another producer's open transaction on its partition, so the
     # proposals task cannot read it yet (read_committed) when the admission request arrives: the
     # request waits (before: NOT_FOUND at once) and is admitted once the transaction ends.
-    suffix = uuid.uuid4().hex[:6]
     target = copy.deepcopy(load_sample("rfc_accept_all"))
-    target["proposal_id"] = f"prop_behind_{suffix}"
+    target["proposal_id"] = f"prop_behind_{uuid.uuid4().hex[:6]}"
     target = seal_artifact(target)
-    blocker = Producer({"bootstrap.servers": harness.bootstrap, "transactional.id": f"upstream-{suffix}",
-                        "partitioner": "murmur2_random"})
-    blocker.init_transactions(30)
-    blocker.begin_transaction()
-    other = copy.deepcopy(target)
-    other["version_no"] = target["version_no"] + 1
-    record = translate.artifact_to_record(parse_artifact(seal_artifact(other)))
-    blocker.produce(harness.topics.approved_proposals, key=other["proposal_id"].encode(),  # same key, same partition
-                    value=serde.encode("ApprovedProposal", record))
-    blocker.flush(30)
+    blocker = _open_upstream_transaction(harness, target)
     harness.publish_proposal(target, wait_stored=False)  # written after the open transaction's record
-    command_id = harness.create(f"k-behind-{suffix}", target["proposal_id"], target["version_no"])
+    key = f"k-{target['proposal_id']}"
+    command_id = harness.create(key, target["proposal_id"], target["version_no"])
 
     process = harness.spawn("p1")
-    wait_until(lambda: "admission waits for approved-proposals to be read" in process.log_path.read_text(
-        errors="replace"), 60, what="the admission to wait for its proposal's partition")
+    _waits(process)
     harness.outputs.drain(0.5)
     assert not any(r["command_id"] == command_id for r in harness.outputs.records[harness.topics.command_results])
 
@@ -136,7 +148,30 @@ def test_create_for_a_version_written_but_not_yet_readable_waits_for_it_and_is_c
     result = harness.result(command_id, timeout_s=60)
 
     assert result["outcome"] == "CREATED", result
-    assert result["execution_id"] == execution_id_for_key(f"k-behind-{suffix}")
+    assert result["execution_id"] == execution_id_for_key(key)
+
+
+@pytest.mark.parametrize("ends", ["commit", "abort"])
+def test_create_for_an_unknown_version_behind_an_open_transaction_is_not_found_once_it_ends(
+        harness: ProcessorHarness, ends: str) -> None:
+    # The request waits while the partition holds records it cannot read; once the transaction
+    # ends, the partition is read to the end it had (the end-of-partition event reports the high
+    # watermark, past the transaction's marker) and the answer is NOT_FOUND at once, long before
+    # WAIT_AT_MOST_S (30 s) would have decided it: the result is awaited 20 s at most.
+    unknown = copy.deepcopy(load_sample("rfc_accept_all"))
+    unknown["proposal_id"] = f"prop_unknown_{uuid.uuid4().hex[:6]}"
+    blocker = _open_upstream_transaction(harness, seal_artifact(unknown))  # another version, never this one
+    command_id = harness.create(f"k-{unknown['proposal_id']}", unknown["proposal_id"], unknown["version_no"])
+
+    process = harness.spawn("p1")
+    _waits(process)
+    if ends == "commit":
+        blocker.commit_transaction(30)
+    else:
+        blocker.abort_transaction(30)
+    result = harness.result(command_id, timeout_s=20)
+
+    assert result["outcome"] == "NOT_FOUND", result
 
 
 def test_proposal_whose_gate_is_not_execution_ready_is_not_executable(running: ProcessorHarness) -> None:

@@ -20,7 +20,16 @@ from opentelemetry.trace import Tracer, format_span_id, format_trace_id
 from processor.runtime.journal import JournalStateError, OutputRecord
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.store import PartitionStore
-from processor.runtime.task import ErrorPolicy, HandlerBug, Punctuation, Task, TaskContext, TaskId, TaskState
+from processor.runtime.task import (
+    ErrorPolicy,
+    HandlerBug,
+    OutputRefused,
+    Punctuation,
+    Task,
+    TaskContext,
+    TaskId,
+    TaskState,
+)
 from processor.runtime.transaction import KafkaTransaction, TransactionStateError, TransactionStatus
 from testkit.records import ConsumedRecord
 
@@ -345,7 +354,7 @@ def test_task_punctuation_writes_and_produces_into_the_transaction_with_its_trac
     notes = task._processor
     assert isinstance(notes, Notes)
     trace = [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]
-    notes.due = [Punctuation("note a", trace, lambda: notes.note("a", "late"), lambda: None)]
+    notes.due = [Punctuation("note a", trace, lambda: notes.note("a", "late"), lambda why: None)]
     txn = RecordingTxn()
 
     assert task.punctuate(lambda: txn) is True  # type: ignore[arg-type,return-value]
@@ -364,12 +373,76 @@ def test_task_punctuation_that_raises_leaves_nothing_of_it_and_runs_its_abandon(
         notes.note("half", "written")
         raise RuntimeError("a bug in the middle")
 
-    notes.due = [Punctuation("fails", [], fails, lambda: notes.note("abandoned", "yes")),
-                 Punctuation("next", [], lambda: notes.note("next", "ran"), lambda: None)]
+    reasons: list[str] = []
+
+    def abandon(why: str) -> None:
+        reasons.append(why)
+        notes.note("abandoned", "yes")
+
+    notes.due = [Punctuation("fails", [], fails, abandon),
+                 Punctuation("next", [], lambda: notes.note("next", "ran"), lambda why: None)]
     txn = RecordingTxn()
 
     assert task.punctuate(lambda: txn) is True  # type: ignore[arg-type,return-value]
 
     assert txn.produced == [("out", b"abandoned", b"abandoned=yes"), ("out", b"next", b"next=ran")]
+    assert reasons == ["it failed (a bug, not bad input): RuntimeError('a bug in the middle')"]
     commit(task, txn)
     assert store.get(b"n/half") is None and store.get(b"n/abandoned") == b"yes" and store.get(b"n/next") == b"ran"
+
+
+def test_task_punctuation_that_raises_with_the_stop_policy_raises_and_leaves_nothing(store: PartitionStore) -> None:
+    task = running_task(store, DeadLetterRecorder(), ErrorPolicy.STOP)
+    notes = task._processor
+    assert isinstance(notes, Notes)
+
+    def fails() -> None:
+        notes.note("half", "written")
+        raise RuntimeError("a bug")
+
+    notes.due = [Punctuation("fails", [], fails, lambda why: notes.note("abandoned", why))]
+    txn = RecordingTxn()
+    with pytest.raises(HandlerBug, match="punctuation fails"):
+        task.punctuate(lambda: txn)  # type: ignore[arg-type,return-value]
+    assert txn.produced == [] and not task.journal.open
+
+
+class RefusingTxn(RecordingTxn):
+    """Refuses at once any record to `refused_topic`, as the producer does one over its size limit."""
+
+    refused_topic = "out"
+
+    def produce(self, topic: str, value: bytes | None, *, key: bytes | None = None, headers: Any = None,
+                partition: int | None = None, on_delivery: Any = None) -> None:
+        if topic == self.refused_topic and value != b"small=answer":
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large"))
+        super().produce(topic, value, key=key, headers=headers, partition=partition, on_delivery=on_delivery)
+
+
+def test_task_punctuation_whose_output_is_refused_is_abandoned_in_the_redone_transaction(
+    store: PartitionStore,
+) -> None:
+    task = running_task(store, DeadLetterRecorder())
+    notes = task._processor
+    assert isinstance(notes, Notes)
+
+    def work() -> list[Punctuation]:
+        return [Punctuation("big", [], lambda: notes.note("big", "x" * 10),
+                            lambda why: notes.note("small", "answer"))]
+
+    notes.due = work()
+    with pytest.raises(OutputRefused, match="MSG_SIZE_TOO_LARGE") as refused:
+        task.punctuate(lambda: RefusingTxn())  # type: ignore[arg-type,return-value]
+    assert refused.value.where == ("punctuation:big", 0, 0)
+    task.abort()  # what the loop does: abort, rewind, redo
+
+    notes.due = work()  # due again in the redone transaction
+    txn = RecordingTxn()
+    assert task.punctuate(lambda: txn) is True  # type: ignore[arg-type,return-value]
+    assert txn.produced == [("out", b"small", b"small=answer")]
+    commit(task, txn)
+
+    notes.due = work()  # once an abandon committed, the name is forgotten: new work of that name runs
+    later = RecordingTxn()
+    task.punctuate(lambda: later)  # type: ignore[arg-type,return-value]
+    assert later.produced == [("out", b"big", b"big=xxxxxxxxxx")]

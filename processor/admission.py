@@ -35,6 +35,7 @@ from confluent_kafka import Message
 
 from execution_domain import ArtifactInvalid, ProposalArtifact
 from kafka_client.records import decode_value
+from processor.metrics import ProcessorMetrics
 from processor.outputs import Codecs, Outputs
 from processor.runtime.kv import KeyValueStore
 from processor.runtime.task import Handler, Punctuation, TaskContext
@@ -84,7 +85,8 @@ def _waited_enough(waiting: WaitingAdmission, read: int | None, now: float) -> b
 class ProposalsProcessor:
     """The handlers of one proposals task and the stores they use."""
 
-    def __init__(self, context: TaskContext, topics: TopicNames, codecs: Codecs, *, max_tickets: int = 1_000) -> None:
+    def __init__(self, context: TaskContext, topics: TopicNames, codecs: Codecs, *, max_tickets: int = 1_000,
+                 metrics: ProcessorMetrics | None = None) -> None:
         self._topics = topics
         self._max_tickets = max_tickets
         self._outputs = Outputs(topics, context.journal, codecs)
@@ -108,6 +110,7 @@ class ProposalsProcessor:
         self._inputs = context.inputs
         self._partition = context.task_id.partition
         self._arrived: set[tuple[str, int]] = set()  # versions stored while requests wait for them
+        self._waits = (metrics or ProcessorMetrics()).admission_waits
 
     @property
     def stores(self) -> tuple[KeyValueStore[Any], ...]:
@@ -178,6 +181,7 @@ class ProposalsProcessor:
             return False
         self.waiting.put(_WAITING_KEY, (*waiting, WaitingAdmission(
             request, tuple(self._journal.trace_headers), end or 0, time.time())))
+        self._waits.labels("WAITING").inc()
         log.info("admission waits for approved-proposals to be read", extra={
             "proposal_id": request["proposal_id"], "version_no": request["version_no"],
             "execution_id": request["execution_id"], "partition": self._partition, "read_to": read, "until": end,
@@ -219,6 +223,7 @@ class ProposalsProcessor:
             return  # the version's arrival was undone (its transaction aborted): it goes on waiting, in place
         self._stop_waiting(request_id)
         self._outputs.admission_decision(decision)
+        self._waits.labels(decision["outcome"]).inc()
 
     def _give_up_waiting(self, request_id: str, why: str) -> None:
         """The request cannot be decided (Task.punctuate: a bug, or its decision refused): answer it
@@ -230,6 +235,7 @@ class ProposalsProcessor:
         self._outputs.admission_decision(_decision(
             dict(request), "INVALID_ARTIFACT",
             reason=f"proposal {request['proposal_id']} version {request['version_no']} could not be admitted: {why}"))
+        self._waits.labels("INVALID_ARTIFACT").inc()
 
     def _stop_waiting(self, request_id: str) -> WaitingAdmission | None:
         waiting = self.waiting.get(_WAITING_KEY) or ()

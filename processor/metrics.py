@@ -79,6 +79,11 @@ class ProcessorMetrics:
             "processor_broker_unavailable_seconds", "How long the processor has been unable to complete a "
             "transaction with the broker (0 when it can).", registry=r,
         )
+        self.admission_waits = Counter(
+            "processor_admission_waits", "Admission requests that waited for their proposal's partition to be "
+            "read (docs/design.md): outcome WAITING when one begins, then its decision's outcome.", ["outcome"],
+            registry=r,
+        )
         self.assigned_partitions = Gauge(
             "processor_assigned_partitions", "Input partitions assigned to this instance.", registry=r
         )

@@ -69,7 +69,8 @@ class ServiceTopology:
         max_tickets = self._config.max_tickets
 
         def proposals(context: TaskContext) -> TaskProcessor:
-            return ProposalsProcessor(context, topics, wire_formats.topic_codecs(topics), max_tickets=max_tickets)
+            return ProposalsProcessor(context, topics, wire_formats.topic_codecs(topics), max_tickets=max_tickets,
+                                      metrics=metrics)
 
         def executions(context: TaskContext) -> TaskProcessor:
             return ExecutionsProcessor(context, topics, metrics, wire_formats.topic_codecs(topics))

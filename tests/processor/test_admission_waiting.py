@@ -79,7 +79,8 @@ class Proposals:
                                  instance_id="t", state_dir=Path("unused"), topics=TOPICS, partitions=1,
                                  commit_interval_ms=100, batch_size=500, http_host="127.0.0.1", http_port=0,
                                  log_level="WARNING")
-        self.task: Task = ServiceTopology(config, ProcessorMetrics(), formats.from_environment()).build_task(
+        self.metrics = ProcessorMetrics()
+        self.task: Task = ServiceTopology(config, self.metrics, formats.from_environment()).build_task(
             TaskId("proposals", 0), store, 1, inputs=positions)
         self.task.begin_restore()
         self.task.initialize()
@@ -113,6 +114,11 @@ class Proposals:
     def outcomes(self) -> list[tuple[str, str]]:
         return [(d["execution_id"], d["outcome"]) for d, _ in self.txn.decisions()]
 
+    def waits(self, outcome: str) -> float:
+        """processor_admission_waits_total{outcome}"""
+        value = self.metrics.registry.get_sample_value("processor_admission_waits_total", {"outcome": outcome})
+        return value or 0.0
+
 
 def proposal(proposal_id: str) -> dict[str, Any]:
     raw = copy.deepcopy(load_sample("rfc_accept_all"))
@@ -144,6 +150,7 @@ def test_admission_for_a_version_not_read_yet_waits_and_is_admitted_when_the_ver
     assert decision["request_id"] == "cmd-exec_1" and decision["correlation_id"] == "corr-exec_1"
     assert headers[-1] == TRACE[0]  # the decision carries the create's trace context, as one decided at once
     assert proposals.punctuate() is False  # decided once
+    assert (proposals.waits("WAITING"), proposals.waits("ADMITTED")) == (1, 1)
 
 
 def test_admission_waiting_is_not_found_once_the_partition_is_read_to_the_end_it_had(store: PartitionStore) -> None:

@@ -24,6 +24,7 @@ import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeGuard
 
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -300,11 +301,11 @@ class Task:
         else:
             try:
                 written = journal.commit(txn, on_delivery=self._delivery(where))
-            except KafkaException as refused:
-                kafka_error = refused.args[0] if refused.args else None
-                if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
-                    raise OutputRefused(where, _describe(kafka_error)) from refused
-                raise
+            except KafkaException as error:
+                refused = _refused_at_once(error)
+                if refused is None:
+                    raise
+                raise OutputRefused(where, _describe(refused)) from error
             for key in written:
                 self._writers[key] = where
 
@@ -316,11 +317,11 @@ class Task:
         try:
             self._dead_letters.dead_letter(txn, message, error, bug=False, minimal=minimal,
                                            on_delivery=self._delivery(where))
-        except KafkaException as refused:
-            kafka_error = refused.args[0] if refused.args else None
-            if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
-                raise OutputRefused(where, f"its dead letter was refused too: {_describe(kafka_error)}") from refused
-            raise
+        except KafkaException as error:
+            refused = _refused_at_once(error)
+            if refused is None:
+                raise
+            raise OutputRefused(where, f"its dead letter was refused too: {_describe(refused)}") from error
 
     def punctuate(self, open_transaction: Callable[[], KafkaTransaction]) -> bool:
         """Run the processor's due punctuations inside the open transaction (opened only if there is
@@ -354,31 +355,32 @@ class Task:
             if why is not None:
                 work.abandon(why)
                 self._abandoned.add(work.name)
+            abandon_later = partial(self._abandon_later, work.name)
             try:
-                journal.commit(txn, on_delivery=self._punctuation_delivery(work.name, where))
-            except KafkaException as refused:
-                kafka_error = refused.args[0] if refused.args else None
-                if isinstance(kafka_error, KafkaError) and record_level(kafka_error):
-                    self._abandon_next[work.name] = f"its output was refused: {_describe(kafka_error)}"
-                    raise OutputRefused(where, _describe(kafka_error)) from refused
-                raise
+                journal.commit(txn, on_delivery=self._delivery(where, then=abandon_later))
+            except KafkaException as error:
+                refused = _refused_at_once(error)
+                if refused is None:
+                    raise
+                abandon_later(_describe(refused))
+                raise OutputRefused(where, _describe(refused)) from error
         return True
 
-    def _punctuation_delivery(self, name: str, where: Coordinates) -> DeliveryCallback:
-        def delivered(error: KafkaError | None, _: Message) -> None:
-            if record_level(error):
-                self._refused.setdefault(where, _describe(error))
-                self._abandon_next[name] = f"its output was refused: {_describe(error)}"
-        return delivered
+    def _abandon_later(self, name: str, reason: str) -> None:
+        """A punctuation's output was refused: the redone transaction abandons it instead."""
+        self._abandon_next[name] = f"its output was refused: {reason}"
 
     def refused(self) -> dict[Coordinates, str]:
         """The inputs (of the open transaction) whose outputs the broker refused, and why."""
         return dict(self._refused)
 
-    def _delivery(self, where: Coordinates) -> DeliveryCallback:
+    def _delivery(self, where: Coordinates, then: Callable[[str], None] | None = None) -> DeliveryCallback:
+        """Remembers a record-level refusal of an output of `where` (and tells `then` why)."""
         def delivered(error: KafkaError | None, _: Message) -> None:
             if record_level(error):
                 self._refused.setdefault(where, _describe(error))
+                if then is not None:
+                    then(_describe(error))
         return delivered
 
     def _blame(self, store_key: bytes) -> DeliveryCallback:
@@ -440,6 +442,12 @@ class Task:
     def _require(self, state: TaskState) -> None:
         if self.state is not state:
             raise TaskStateError(f"task {self.id} is {self.state.value}, needs {state.value}")
+
+
+def _refused_at_once(error: KafkaException) -> KafkaError | None:
+    """The producer's error if it refused a record for itself (too large, invalid), else None."""
+    kafka_error = error.args[0] if error.args else None
+    return kafka_error if isinstance(kafka_error, KafkaError) and record_level(kafka_error) else None
 
 
 def _describe(error: KafkaError) -> str:
